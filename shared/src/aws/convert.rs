@@ -1,0 +1,144 @@
+//! SDK shapes → domain types.
+
+use aws_sdk_codebuild::types as sdk;
+use chrono::{DateTime, Utc};
+
+use crate::model::{
+    BatchId, Build, BuildBatch, BuildId, BuildPhase, BuildStatus, EnvironmentVariable, EnvironmentVariableType,
+    PhaseContext, PhaseStatus, PhaseType,
+};
+use crate::ports::CodeBuildError;
+
+pub(crate) fn time(value: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {
+    value.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+}
+
+fn status(value: Option<&sdk::StatusType>) -> BuildStatus {
+    value.map_or_else(|| BuildStatus::Unknown(String::new()), |s| BuildStatus::from(s.as_str()))
+}
+
+pub(crate) fn env_var_from_sdk(var: &sdk::EnvironmentVariable) -> EnvironmentVariable {
+    EnvironmentVariable {
+        name: var.name().to_owned(),
+        value: var.value().to_owned(),
+        variable_type: match var.r#type() {
+            Some(sdk::EnvironmentVariableType::ParameterStore) => EnvironmentVariableType::ParameterStore,
+            Some(sdk::EnvironmentVariableType::SecretsManager) => EnvironmentVariableType::SecretsManager,
+            _ => EnvironmentVariableType::Plaintext,
+        },
+    }
+}
+
+pub(crate) fn env_var_to_sdk(
+    operation: &'static str,
+    var: &EnvironmentVariable,
+) -> Result<sdk::EnvironmentVariable, CodeBuildError> {
+    sdk::EnvironmentVariable::builder()
+        .name(&var.name)
+        .value(&var.value)
+        .r#type(match var.variable_type {
+            EnvironmentVariableType::Plaintext => sdk::EnvironmentVariableType::Plaintext,
+            EnvironmentVariableType::ParameterStore => sdk::EnvironmentVariableType::ParameterStore,
+            EnvironmentVariableType::SecretsManager => sdk::EnvironmentVariableType::SecretsManager,
+        })
+        .build()
+        .map_err(|e| CodeBuildError::Unexpected {
+            operation,
+            code: None,
+            message: e.to_string(),
+        })
+}
+
+fn malformed(operation: &'static str, what: &str) -> CodeBuildError {
+    CodeBuildError::Unexpected {
+        operation,
+        code: None,
+        message: format!("CodeBuild returned {what}"),
+    }
+}
+
+pub(crate) fn build(operation: &'static str, b: &sdk::Build) -> Result<Build, CodeBuildError> {
+    // Prefer the ARN: it also says where the build lives.
+    let id = b
+        .arn()
+        .or(b.id())
+        .and_then(|raw| BuildId::parse(raw).ok())
+        .ok_or_else(|| malformed(operation, "a build without a valid id"))?;
+    Ok(Build {
+        id,
+        arn: b.arn().map(str::to_owned),
+        build_number: b.build_number(),
+        status: status(b.build_status()),
+        current_phase: b.current_phase().map(PhaseType::from),
+        build_complete: b.build_complete(),
+        source_version: b.source_version().map(str::to_owned),
+        resolved_source_version: b.resolved_source_version().map(str::to_owned),
+        initiator: b.initiator().map(str::to_owned),
+        batch_arn: b.build_batch_arn().map(str::to_owned),
+        start_time: time(b.start_time()),
+        end_time: time(b.end_time()),
+        logs_link: b.logs().and_then(|l| l.deep_link()).map(str::to_owned),
+        phases: b.phases().iter().map(phase).collect(),
+        environment_variables: b
+            .environment()
+            .map(|e| e.environment_variables().iter().map(env_var_from_sdk).collect())
+            .unwrap_or_default(),
+    })
+}
+
+fn phase(p: &sdk::BuildPhase) -> BuildPhase {
+    BuildPhase {
+        phase_type: p
+            .phase_type()
+            .map_or_else(|| PhaseType::Unknown(String::new()), |t| PhaseType::from(t.as_str())),
+        phase_status: p.phase_status().map(|s| PhaseStatus::from(s.as_str())),
+        start_time: time(p.start_time()),
+        end_time: time(p.end_time()),
+        duration_seconds: p.duration_in_seconds(),
+        contexts: p
+            .contexts()
+            .iter()
+            .map(|c| PhaseContext {
+                status_code: c.status_code().map(str::to_owned),
+                message: c.message().unwrap_or_default().to_owned(),
+            })
+            .collect(),
+    }
+}
+
+pub(crate) fn batch(operation: &'static str, b: &sdk::BuildBatch) -> Result<BuildBatch, CodeBuildError> {
+    let id = b
+        .arn()
+        .or(b.id())
+        .and_then(|raw| BatchId::parse(raw).ok())
+        .ok_or_else(|| malformed(operation, "a batch without a valid id"))?;
+    Ok(BuildBatch {
+        id,
+        arn: b.arn().map(str::to_owned),
+        status: status(b.build_batch_status()),
+        complete: b.complete(),
+        source_version: b.source_version().map(str::to_owned),
+        resolved_source_version: b.resolved_source_version().map(str::to_owned),
+        initiator: b.initiator().map(str::to_owned),
+        start_time: time(b.start_time()),
+        end_time: time(b.end_time()),
+        environment_variables: b
+            .environment()
+            .map(|e| e.environment_variables().iter().map(env_var_from_sdk).collect())
+            .unwrap_or_default(),
+        build_ids: b
+            .build_groups()
+            .iter()
+            .filter_map(|g| g.current_build_summary())
+            .filter_map(|s| s.arn())
+            .filter_map(|arn| BuildId::parse(arn).ok())
+            .collect(),
+    })
+}
+
+pub(crate) fn required_batch(
+    operation: &'static str,
+    b: Option<&sdk::BuildBatch>,
+) -> Result<BuildBatch, CodeBuildError> {
+    batch(operation, b.ok_or_else(|| malformed(operation, "no buildBatch"))?)
+}

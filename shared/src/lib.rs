@@ -1,0 +1,12 @@
+//! CodeBuild Autopilot shared crate: typed models, the ports the capabilities need, their AWS
+//! adapters, and the ops API's read side. Data flows one way: event → function `main` →
+//! capability (pure decisions) → port → adapter → AWS.
+
+pub mod aws;
+pub mod failpoint;
+pub mod http;
+pub mod idempotency;
+pub mod model;
+pub mod ops;
+pub mod ports;
+pub mod telemetry;

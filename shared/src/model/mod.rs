@@ -1,0 +1,13 @@
+//! Typed inputs and outputs: events, builds, batches, ids.
+
+pub mod build;
+pub mod build_event;
+pub mod ids;
+pub mod status;
+pub mod summary;
+
+pub use build::{Build, BuildBatch, BuildPhase, EnvironmentVariable, EnvironmentVariableType};
+pub use build_event::{BuildStateChangeEvent, EventIdentity};
+pub use ids::{ArnLocation, BatchId, BuildId, IdError};
+pub use status::{BuildStatus, PhaseContext, PhaseStatus, PhaseType};
+pub use summary::BuildSummary;

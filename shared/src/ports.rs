@@ -1,0 +1,243 @@
+//! The narrow traits the capabilities need. Handlers are generic over them; `aws/` implements
+//! them over the SDK and tests implement them with fakes.
+
+use std::future::Future;
+
+use crate::idempotency::IdempotencyToken;
+use crate::model::{BatchId, Build, BuildBatch, BuildId, BuildStatus, EnvironmentVariable};
+
+/// Most ids one `BatchGetBuilds` / `BatchGetBuildBatches` call accepts.
+pub const BATCH_GET_LIMIT: usize = 100;
+
+/// Every way a CodeBuild call fails, and whether trying again can help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodeBuildError {
+    /// Throttled (`ThrottlingException`, "Rate exceeded").
+    #[error("{operation} throttled: {message}")]
+    Throttled {
+        /// The API operation.
+        operation: &'static str,
+        /// CodeBuild's message.
+        message: String,
+    },
+    /// `AccountLimitExceededException`. "more than N builds in queue" with N ≥ 1 is a full
+    /// queue that drains (retryable); N = 0 (or no N) is a quota that will not change.
+    #[error("{operation} account limit exceeded (queue limit {queue_limit:?}): {message}")]
+    AccountLimitExceeded {
+        /// The API operation.
+        operation: &'static str,
+        /// N of "more than N builds in queue", when the message says it.
+        queue_limit: Option<u64>,
+        /// CodeBuild's message.
+        message: String,
+    },
+    /// An HTTP 5xx from CodeBuild.
+    #[error("{operation} server error {status}: {message}")]
+    ServerError {
+        /// The API operation.
+        operation: &'static str,
+        /// HTTP status.
+        status: u16,
+        /// CodeBuild's message.
+        message: String,
+    },
+    /// The request timed out or never reached CodeBuild.
+    #[error("{operation} transport failure: {message}")]
+    Transport {
+        /// The API operation.
+        operation: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+    /// `ResourceNotFoundException`.
+    #[error("{operation} not found: {message}")]
+    NotFound {
+        /// The API operation.
+        operation: &'static str,
+        /// CodeBuild's message.
+        message: String,
+    },
+    /// The same idempotency token was used with other parameters within five minutes.
+    #[error("{operation} idempotency token reused with other parameters: {message}")]
+    IdempotencyConflict {
+        /// The API operation.
+        operation: &'static str,
+        /// CodeBuild's message.
+        message: String,
+    },
+    /// `InvalidInputException` (other than a token mismatch).
+    #[error("{operation} invalid input: {message}")]
+    InvalidInput {
+        /// The API operation.
+        operation: &'static str,
+        /// CodeBuild's message.
+        message: String,
+    },
+    /// Anything else (an unknown error code, an unreadable response).
+    #[error("{operation} failed ({code:?}): {message}")]
+    Unexpected {
+        /// The API operation.
+        operation: &'static str,
+        /// The error code, when there was one.
+        code: Option<String>,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl CodeBuildError {
+    /// True when the same call may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Throttled { .. } | Self::ServerError { .. } | Self::Transport { .. } => true,
+            Self::AccountLimitExceeded { queue_limit, .. } => queue_limit.is_some_and(|n| n >= 1),
+            Self::NotFound { .. }
+            | Self::IdempotencyConflict { .. }
+            | Self::InvalidInput { .. }
+            | Self::Unexpected { .. } => false,
+        }
+    }
+}
+
+/// What `BatchGetBuilds` found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BuildLookup {
+    /// The builds found.
+    pub builds: Vec<Build>,
+    /// Requested ids CodeBuild does not know (as CodeBuild echoed them).
+    pub not_found: Vec<String>,
+}
+
+/// What `BatchGetBuildBatches` found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchLookup {
+    /// The batches found.
+    pub batches: Vec<BuildBatch>,
+    /// Requested ids CodeBuild does not know.
+    pub not_found: Vec<String>,
+}
+
+/// `RetryBuild`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryBuildRequest {
+    /// The build to run again.
+    pub build: BuildId,
+    /// Makes a redelivered retry return the first result.
+    pub token: IdempotencyToken,
+}
+
+/// Which builds of a batch `RetryBuildBatch` reruns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchRetryType {
+    /// Every build.
+    AllBuilds,
+    /// Only those that failed.
+    FailedBuilds,
+}
+
+/// `RetryBuildBatch`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryBuildBatchRequest {
+    /// The batch to retry.
+    pub batch: BatchId,
+    /// Which builds.
+    pub retry_type: BatchRetryType,
+    /// Makes a redelivered retry return the first result.
+    pub token: IdempotencyToken,
+}
+
+/// `StartBuildBatch`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartBuildBatchRequest {
+    /// Project.
+    pub project: String,
+    /// Branch, commit or tag (project default when `None`).
+    pub source_version: Option<String>,
+    /// Overrides of the project's environment variables.
+    pub environment_variables: Vec<EnvironmentVariable>,
+    /// Makes a redelivered start return the first result.
+    pub token: IdempotencyToken,
+}
+
+/// `ListBuildBatchesForProject`, one page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListBuildBatchesRequest {
+    /// Project.
+    pub project: String,
+    /// Only batches in this status.
+    pub status: Option<BuildStatus>,
+    /// Continue after a previous page.
+    pub next_token: Option<String>,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// Items of this page.
+    pub items: Vec<T>,
+    /// Pass back for the next page; `None` on the last.
+    pub next_token: Option<String>,
+}
+
+/// The CodeBuild operations the autopilot uses, with domain types in and out.
+pub trait CodeBuild: Send + Sync {
+    /// Up to [`BATCH_GET_LIMIT`] builds.
+    fn batch_get_builds(&self, ids: &[BuildId]) -> impl Future<Output = Result<BuildLookup, CodeBuildError>> + Send;
+    /// Run a build again; returns the new build.
+    fn retry_build(&self, request: &RetryBuildRequest) -> impl Future<Output = Result<Build, CodeBuildError>> + Send;
+    /// Retry a batch; returns the batch.
+    fn retry_build_batch(
+        &self,
+        request: &RetryBuildBatchRequest,
+    ) -> impl Future<Output = Result<BuildBatch, CodeBuildError>> + Send;
+    /// Start a batch; returns it.
+    fn start_build_batch(
+        &self,
+        request: &StartBuildBatchRequest,
+    ) -> impl Future<Output = Result<BuildBatch, CodeBuildError>> + Send;
+    /// Stop a batch; returns it.
+    fn stop_build_batch(&self, id: &BatchId) -> impl Future<Output = Result<BuildBatch, CodeBuildError>> + Send;
+    /// Up to [`BATCH_GET_LIMIT`] batches.
+    fn batch_get_build_batches(
+        &self,
+        ids: &[BatchId],
+    ) -> impl Future<Output = Result<BatchLookup, CodeBuildError>> + Send;
+    /// One page of a project's batch ids, newest first.
+    fn list_build_batches_for_project(
+        &self,
+        request: &ListBuildBatchesRequest,
+    ) -> impl Future<Output = Result<Page<BatchId>, CodeBuildError>> + Send;
+    /// One page of project names.
+    fn list_projects(
+        &self,
+        next_token: Option<&str>,
+    ) -> impl Future<Output = Result<Page<String>, CodeBuildError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limit(queue_limit: Option<u64>) -> CodeBuildError {
+        CodeBuildError::AccountLimitExceeded {
+            operation: "RetryBuild",
+            queue_limit,
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn retryability_per_variant() {
+        let m = String::new;
+        let op = "RetryBuild";
+        assert!(CodeBuildError::Throttled { operation: op, message: m() }.is_retryable());
+        assert!(CodeBuildError::ServerError { operation: op, status: 503, message: m() }.is_retryable());
+        assert!(CodeBuildError::Transport { operation: op, message: m() }.is_retryable());
+        assert!(limit(Some(1)).is_retryable());
+        assert!(!limit(Some(0)).is_retryable());
+        assert!(!limit(None).is_retryable());
+        assert!(!CodeBuildError::NotFound { operation: op, message: m() }.is_retryable());
+        assert!(!CodeBuildError::InvalidInput { operation: op, message: m() }.is_retryable());
+        assert!(!CodeBuildError::IdempotencyConflict { operation: op, message: m() }.is_retryable());
+    }
+}
