@@ -36,7 +36,10 @@ mod tests {
     // exercised by the end-to-end tests, which run the binaries with the variable set.
     #[test]
     fn inert_when_unset() {
-        assert!(std::env::var(FAILPOINT_ENV).is_err(), "tests must run without {FAILPOINT_ENV}");
+        assert!(
+            std::env::var(FAILPOINT_ENV).is_err(),
+            "tests must run without {FAILPOINT_ENV}"
+        );
         assert!(!is_armed("any-step"));
         failpoint("any-step");
     }

@@ -88,7 +88,9 @@ impl From<CodeBuildError> for ApiError {
         let message = err.to_string();
         match err {
             CodeBuildError::Throttled { .. } => Self::Throttled(message),
-            CodeBuildError::AccountLimitExceeded { .. } if err.is_retryable() => Self::Throttled(message),
+            CodeBuildError::AccountLimitExceeded { .. } if err.is_retryable() => {
+                Self::Throttled(message)
+            }
             CodeBuildError::AccountLimitExceeded { .. }
             | CodeBuildError::ServerError { .. }
             | CodeBuildError::Transport { .. } => Self::UpstreamUnavailable(message),
@@ -120,10 +122,18 @@ mod tests {
         let cases = [
             (ApiError::BadRequest(String::new()), 400, "bad_request"),
             (ApiError::NotFound(String::new()), 404, "not_found"),
-            (ApiError::MethodNotAllowed(String::new()), 405, "method_not_allowed"),
+            (
+                ApiError::MethodNotAllowed(String::new()),
+                405,
+                "method_not_allowed",
+            ),
             (ApiError::Conflict(String::new()), 409, "conflict"),
             (ApiError::Throttled(String::new()), 429, "throttled"),
-            (ApiError::UpstreamUnavailable(String::new()), 503, "upstream_unavailable"),
+            (
+                ApiError::UpstreamUnavailable(String::new()),
+                503,
+                "upstream_unavailable",
+            ),
             (ApiError::Internal(String::new()), 500, "internal"),
         ];
         for (err, status, code) in cases {
@@ -137,15 +147,63 @@ mod tests {
         let op = "BatchGetBuilds";
         let m = String::new;
         let status = |e: CodeBuildError| ApiError::from(e).status().as_u16();
-        assert_eq!(status(CodeBuildError::Throttled { operation: op, message: m() }), 429);
-        let limit = |n| CodeBuildError::AccountLimitExceeded { operation: op, queue_limit: n, message: m() };
+        assert_eq!(
+            status(CodeBuildError::Throttled {
+                operation: op,
+                message: m()
+            }),
+            429
+        );
+        let limit = |n| CodeBuildError::AccountLimitExceeded {
+            operation: op,
+            queue_limit: n,
+            message: m(),
+        };
         assert_eq!(status(limit(Some(3))), 429);
         assert_eq!(status(limit(Some(0))), 503);
-        assert_eq!(status(CodeBuildError::ServerError { operation: op, status: 500, message: m() }), 503);
-        assert_eq!(status(CodeBuildError::Transport { operation: op, message: m() }), 503);
-        assert_eq!(status(CodeBuildError::NotFound { operation: op, message: m() }), 404);
-        assert_eq!(status(CodeBuildError::IdempotencyConflict { operation: op, message: m() }), 409);
-        assert_eq!(status(CodeBuildError::InvalidInput { operation: op, message: m() }), 400);
-        assert_eq!(status(CodeBuildError::Unexpected { operation: op, code: None, message: m() }), 500);
+        assert_eq!(
+            status(CodeBuildError::ServerError {
+                operation: op,
+                status: 500,
+                message: m()
+            }),
+            503
+        );
+        assert_eq!(
+            status(CodeBuildError::Transport {
+                operation: op,
+                message: m()
+            }),
+            503
+        );
+        assert_eq!(
+            status(CodeBuildError::NotFound {
+                operation: op,
+                message: m()
+            }),
+            404
+        );
+        assert_eq!(
+            status(CodeBuildError::IdempotencyConflict {
+                operation: op,
+                message: m()
+            }),
+            409
+        );
+        assert_eq!(
+            status(CodeBuildError::InvalidInput {
+                operation: op,
+                message: m()
+            }),
+            400
+        );
+        assert_eq!(
+            status(CodeBuildError::Unexpected {
+                operation: op,
+                code: None,
+                message: m()
+            }),
+            500
+        );
     }
 }

@@ -74,23 +74,56 @@ impl IdempotencyKey {
     /// Auto-retry number `attempt` of the chain rooted at `root`. The identity uses the
     /// `project:uuid` form, so the root given as an ARN or as an id gives the same token.
     pub fn for_retry(root: &BuildId, attempt: u32) -> Self {
-        Self::new(Operation::RetryBuild, root.project(), &format!("{}#{attempt}", root.id()))
+        Self::new(
+            Operation::RetryBuild,
+            root.project(),
+            &format!("{}#{attempt}", root.id()),
+        )
     }
 
     /// Batch retry number `attempt` of `batch`.
     pub fn for_batch_retry(batch: &BatchId, attempt: u32) -> Self {
-        Self::new(Operation::RetryBuildBatch, batch.project(), &format!("{}#{attempt}", batch.id()))
+        Self::new(
+            Operation::RetryBuildBatch,
+            batch.project(),
+            &format!("{}#{attempt}", batch.id()),
+        )
     }
 
     /// A batch started by a webhook delivery (`change_index` for multi-change pushes).
-    pub fn for_webhook_start(provider: &str, delivery_id: &str, project: &str, change_index: Option<u32>) -> Self {
+    pub fn for_webhook_start(
+        provider: &str,
+        delivery_id: &str,
+        project: &str,
+        change_index: Option<u32>,
+    ) -> Self {
         let change = change_index.map_or_else(String::new, |i| format!("#{i}"));
-        Self::new(Operation::StartBuildBatch, project, &format!("{provider}|{delivery_id}{change}"))
+        Self::new(
+            Operation::StartBuildBatch,
+            project,
+            &format!("{provider}|{delivery_id}{change}"),
+        )
     }
 
     /// A batch started by an EventBridge trigger event.
     pub fn for_trigger_start(event_id: &str, project: &str) -> Self {
         Self::new(Operation::StartBuildBatch, project, event_id)
+    }
+
+    /// A mutation requested through the ops API: the caller's `Idempotency-Key` header, the
+    /// route and the caller. Only the digest reaches CodeBuild, never the raw header value.
+    pub fn for_ops(
+        operation: Operation,
+        project: &str,
+        header_key: &str,
+        route: &str,
+        caller: &str,
+    ) -> Self {
+        Self::new(
+            operation,
+            project,
+            &format!("ops|{route}|{caller}|{header_key}"),
+        )
     }
 
     /// The operation.
@@ -141,14 +174,25 @@ mod tests {
 
     #[test]
     fn token_matches_the_documented_formula() {
-        let expected = hex::encode(Sha256::digest(format!("RetryBuild|proj|proj:{UUID}#2").as_bytes()));
-        assert_eq!(IdempotencyKey::for_retry(&root(), 2).token().as_str(), &expected[..TOKEN_LEN]);
+        let expected = hex::encode(Sha256::digest(
+            format!("RetryBuild|proj|proj:{UUID}#2").as_bytes(),
+        ));
+        assert_eq!(
+            IdempotencyKey::for_retry(&root(), 2).token().as_str(),
+            &expected[..TOKEN_LEN]
+        );
     }
 
     #[test]
     fn root_given_as_arn_or_id_gives_one_token() {
-        let arn = BuildId::parse(&format!("arn:aws:codebuild:us-east-1:123456789012:build/proj:{UUID}")).unwrap();
-        assert_eq!(IdempotencyKey::for_retry(&arn, 1).token(), IdempotencyKey::for_retry(&root(), 1).token());
+        let arn = BuildId::parse(&format!(
+            "arn:aws:codebuild:us-east-1:123456789012:build/proj:{UUID}"
+        ))
+        .unwrap();
+        assert_eq!(
+            IdempotencyKey::for_retry(&arn, 1).token(),
+            IdempotencyKey::for_retry(&root(), 1).token()
+        );
     }
 
     #[test]
@@ -167,8 +211,37 @@ mod tests {
             IdempotencyKey::for_trigger_start("e1", "proj"),
             IdempotencyKey::for_trigger_start("e2", "proj"),
             IdempotencyKey::new(Operation::StartBuild, "proj", "e1"),
+            IdempotencyKey::for_ops(
+                Operation::RetryBuild,
+                "proj",
+                "k1",
+                "POST /builds/x/retry",
+                "alice",
+            ),
+            IdempotencyKey::for_ops(
+                Operation::RetryBuild,
+                "proj",
+                "k1",
+                "POST /builds/x/retry",
+                "bob",
+            ),
+            IdempotencyKey::for_ops(
+                Operation::RetryBuild,
+                "proj",
+                "k2",
+                "POST /builds/x/retry",
+                "alice",
+            ),
         ];
         let tokens: HashSet<_> = keys.iter().map(IdempotencyKey::token).collect();
         assert_eq!(tokens.len(), keys.len());
+    }
+
+    #[test]
+    fn ops_token_never_carries_the_raw_header() {
+        let token =
+            IdempotencyKey::for_ops(Operation::RetryBuild, "proj", "secret-key-1", "r", "c")
+                .token();
+        assert!(!token.as_str().contains("secret"));
     }
 }

@@ -182,9 +182,15 @@ pub struct Page<T> {
 /// The CodeBuild operations the autopilot uses, with domain types in and out.
 pub trait CodeBuild: Send + Sync {
     /// Up to [`BATCH_GET_LIMIT`] builds.
-    fn batch_get_builds(&self, ids: &[BuildId]) -> impl Future<Output = Result<BuildLookup, CodeBuildError>> + Send;
+    fn batch_get_builds(
+        &self,
+        ids: &[BuildId],
+    ) -> impl Future<Output = Result<BuildLookup, CodeBuildError>> + Send;
     /// Run a build again; returns the new build.
-    fn retry_build(&self, request: &RetryBuildRequest) -> impl Future<Output = Result<Build, CodeBuildError>> + Send;
+    fn retry_build(
+        &self,
+        request: &RetryBuildRequest,
+    ) -> impl Future<Output = Result<Build, CodeBuildError>> + Send;
     /// Retry a batch; returns the batch.
     fn retry_build_batch(
         &self,
@@ -196,7 +202,10 @@ pub trait CodeBuild: Send + Sync {
         request: &StartBuildBatchRequest,
     ) -> impl Future<Output = Result<BuildBatch, CodeBuildError>> + Send;
     /// Stop a batch; returns it.
-    fn stop_build_batch(&self, id: &BatchId) -> impl Future<Output = Result<BuildBatch, CodeBuildError>> + Send;
+    fn stop_build_batch(
+        &self,
+        id: &BatchId,
+    ) -> impl Future<Output = Result<BuildBatch, CodeBuildError>> + Send;
     /// Up to [`BATCH_GET_LIMIT`] batches.
     fn batch_get_build_batches(
         &self,
@@ -230,14 +239,51 @@ mod tests {
     fn retryability_per_variant() {
         let m = String::new;
         let op = "RetryBuild";
-        assert!(CodeBuildError::Throttled { operation: op, message: m() }.is_retryable());
-        assert!(CodeBuildError::ServerError { operation: op, status: 503, message: m() }.is_retryable());
-        assert!(CodeBuildError::Transport { operation: op, message: m() }.is_retryable());
+        assert!(
+            CodeBuildError::Throttled {
+                operation: op,
+                message: m()
+            }
+            .is_retryable()
+        );
+        assert!(
+            CodeBuildError::ServerError {
+                operation: op,
+                status: 503,
+                message: m()
+            }
+            .is_retryable()
+        );
+        assert!(
+            CodeBuildError::Transport {
+                operation: op,
+                message: m()
+            }
+            .is_retryable()
+        );
         assert!(limit(Some(1)).is_retryable());
         assert!(!limit(Some(0)).is_retryable());
         assert!(!limit(None).is_retryable());
-        assert!(!CodeBuildError::NotFound { operation: op, message: m() }.is_retryable());
-        assert!(!CodeBuildError::InvalidInput { operation: op, message: m() }.is_retryable());
-        assert!(!CodeBuildError::IdempotencyConflict { operation: op, message: m() }.is_retryable());
+        assert!(
+            !CodeBuildError::NotFound {
+                operation: op,
+                message: m()
+            }
+            .is_retryable()
+        );
+        assert!(
+            !CodeBuildError::InvalidInput {
+                operation: op,
+                message: m()
+            }
+            .is_retryable()
+        );
+        assert!(
+            !CodeBuildError::IdempotencyConflict {
+                operation: op,
+                message: m()
+            }
+            .is_retryable()
+        );
     }
 }

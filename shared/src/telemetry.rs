@@ -15,22 +15,30 @@ pub fn filter_directive(lambda_level: Option<String>, rust_log: Option<String>) 
         .unwrap_or_else(|| DEFAULT_LEVEL.to_owned())
 }
 
-/// Installs the global JSON subscriber. Safe to call twice (the second call does nothing), so
-/// tests and binaries can both call it.
+/// True unless Lambda's `AWS_LAMBDA_LOG_FORMAT` asks for `Text`: JSON is our default because
+/// CloudWatch Logs Insights queries the fixed field names.
+pub fn wants_json(log_format: Option<&str>) -> bool {
+    !log_format.is_some_and(|f| f.eq_ignore_ascii_case("text"))
+}
+
+/// Installs the global subscriber (JSON lines unless `AWS_LAMBDA_LOG_FORMAT=Text`). Safe to call
+/// twice (the second call does nothing), so tests and binaries can both call it.
 pub fn init() {
     let directive = filter_directive(
         std::env::var("AWS_LAMBDA_LOG_LEVEL").ok(),
         std::env::var("RUST_LOG").ok(),
     );
     let filter = EnvFilter::try_new(&directive).unwrap_or_else(|_| EnvFilter::new(DEFAULT_LEVEL));
-    let _already_set = tracing_subscriber::fmt()
-        .json()
+    // Lambda stamps every line itself; the target adds noise without meaning to operators.
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        // Lambda stamps every line itself; the target adds noise without meaning to operators.
         .without_time()
-        .with_target(false)
-        .with_current_span(false)
-        .try_init();
+        .with_target(false);
+    let _already_set = if wants_json(std::env::var("AWS_LAMBDA_LOG_FORMAT").ok().as_deref()) {
+        builder.json().with_current_span(false).try_init()
+    } else {
+        builder.with_ansi(false).try_init()
+    };
 }
 
 #[cfg(test)]
@@ -39,9 +47,22 @@ mod tests {
 
     #[test]
     fn lambda_level_wins_then_rust_log_then_default() {
-        assert_eq!(filter_directive(Some("DEBUG".into()), Some("warn".into())), "debug");
-        assert_eq!(filter_directive(None, Some("autopilot=trace".into())), "autopilot=trace");
+        assert_eq!(
+            filter_directive(Some("DEBUG".into()), Some("warn".into())),
+            "debug"
+        );
+        assert_eq!(
+            filter_directive(None, Some("autopilot=trace".into())),
+            "autopilot=trace"
+        );
         assert_eq!(filter_directive(Some(String::new()), None), "info");
         assert_eq!(filter_directive(None, None), "info");
+    }
+
+    #[test]
+    fn json_unless_lambda_asks_for_text() {
+        assert!(wants_json(None));
+        assert!(wants_json(Some("JSON")));
+        assert!(!wants_json(Some("Text")));
     }
 }

@@ -13,8 +13,9 @@ use aws_sdk_codebuild::error::ErrorMetadata;
 use aws_sdk_codebuild::operation::batch_get_builds::BatchGetBuildsOutput;
 use aws_sdk_codebuild::operation::list_build_batches_for_project::ListBuildBatchesForProjectOutput;
 use aws_sdk_codebuild::operation::retry_build::RetryBuildError;
+use aws_sdk_codebuild::types::error::AccountLimitExceededException;
 use aws_sdk_codebuild::types::{
-    AccountLimitExceededException, Build, BuildPhase, BuildPhaseType, LogsLocation, PhaseContext, StatusType,
+    Build, BuildPhase, BuildPhaseType, LogsLocation, PhaseContext, StatusType,
 };
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 
@@ -23,8 +24,12 @@ const UUID: &str = "8745a7a9-c340-456a-9166-edf953571bEX";
 /// One attempt per call, so each rule answers exactly one request and retryable errors
 /// surface instead of being retried away.
 fn adapter(rules: &[&Rule]) -> SdkCodeBuild {
-    SdkCodeBuild::new(mock_client!(aws_sdk_codebuild, RuleMode::MatchAny, rules, |c| c
-        .retry_config(RetryConfig::disabled())))
+    SdkCodeBuild::new(mock_client!(
+        aws_sdk_codebuild,
+        RuleMode::MatchAny,
+        rules,
+        |c| c.retry_config(RetryConfig::disabled())
+    ))
 }
 
 fn retry_request() -> RetryBuildRequest {
@@ -38,7 +43,10 @@ fn retry_request() -> RetryBuildRequest {
 /// A `RetryBuild` answered with a JSON 1.1 error body.
 async fn retry_error(status: u16, type_: &str, message: &str) -> CodeBuildError {
     let body = serde_json::json!({"__type": type_, "message": message}).to_string();
-    let rule = mock!(Client::retry_build).sequence().http_status(status, Some(body)).build();
+    let rule = mock!(Client::retry_build)
+        .sequence()
+        .http_status(status, Some(body))
+        .build();
     let result = adapter(&[&rule]).retry_build(&retry_request()).await;
     assert_eq!(rule.num_calls(), 1);
     result.expect_err("an error")
@@ -47,18 +55,55 @@ async fn retry_error(status: u16, type_: &str, message: &str) -> CodeBuildError 
 #[tokio::test]
 async fn throttling_is_retryable() {
     let err = retry_error(400, "ThrottlingException", "Rate exceeded").await;
-    assert!(matches!(err, CodeBuildError::Throttled { operation: "RetryBuild", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            CodeBuildError::Throttled {
+                operation: "RetryBuild",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(err.is_retryable());
 }
 
 #[tokio::test]
 async fn queue_full_is_retryable_zero_quota_is_not() {
-    let full = retry_error(400, "AccountLimitExceededException", "Cannot have more than 25 builds in queue for the account").await;
-    assert!(matches!(full, CodeBuildError::AccountLimitExceeded { queue_limit: Some(25), .. }), "{full:?}");
+    let full = retry_error(
+        400,
+        "AccountLimitExceededException",
+        "Cannot have more than 25 builds in queue for the account",
+    )
+    .await;
+    assert!(
+        matches!(
+            full,
+            CodeBuildError::AccountLimitExceeded {
+                queue_limit: Some(25),
+                ..
+            }
+        ),
+        "{full:?}"
+    );
     assert!(full.is_retryable());
 
-    let zero = retry_error(400, "AccountLimitExceededException", "Cannot have more than 0 builds in queue for the account").await;
-    assert!(matches!(zero, CodeBuildError::AccountLimitExceeded { queue_limit: Some(0), .. }), "{zero:?}");
+    let zero = retry_error(
+        400,
+        "AccountLimitExceededException",
+        "Cannot have more than 0 builds in queue for the account",
+    )
+    .await;
+    assert!(
+        matches!(
+            zero,
+            CodeBuildError::AccountLimitExceeded {
+                queue_limit: Some(0),
+                ..
+            }
+        ),
+        "{zero:?}"
+    );
     assert!(!zero.is_retryable());
 }
 
@@ -78,8 +123,20 @@ async fn modeled_account_limit_error_maps_the_same() {
                 .build(),
         )
     });
-    let err = adapter(&[&rule]).retry_build(&retry_request()).await.unwrap_err();
-    assert!(matches!(err, CodeBuildError::AccountLimitExceeded { queue_limit: Some(1), .. }), "{err:?}");
+    let err = adapter(&[&rule])
+        .retry_build(&retry_request())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CodeBuildError::AccountLimitExceeded {
+                queue_limit: Some(1),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(err.is_retryable());
 }
 
@@ -89,7 +146,10 @@ async fn not_found_and_invalid_input_are_not_retryable() {
     assert!(matches!(err, CodeBuildError::NotFound { .. }), "{err:?}");
     assert!(!err.is_retryable());
     let err = retry_error(400, "InvalidInputException", "Invalid build ID").await;
-    assert!(matches!(err, CodeBuildError::InvalidInput { .. }), "{err:?}");
+    assert!(
+        matches!(err, CodeBuildError::InvalidInput { .. }),
+        "{err:?}"
+    );
     assert!(!err.is_retryable());
 }
 
@@ -101,16 +161,28 @@ async fn token_mismatch_is_its_own_variant() {
         "Idempotency token already used with a different request: parameter mismatch",
     )
     .await;
-    assert!(matches!(err, CodeBuildError::IdempotencyConflict { .. }), "{err:?}");
+    assert!(
+        matches!(err, CodeBuildError::IdempotencyConflict { .. }),
+        "{err:?}"
+    );
     assert!(!err.is_retryable());
 }
 
 #[tokio::test]
 async fn http_5xx_is_retryable() {
     for status in [500, 503] {
-        let rule = mock!(Client::retry_build).sequence().http_status(status, None).build();
-        let err = adapter(&[&rule]).retry_build(&retry_request()).await.unwrap_err();
-        assert!(matches!(err, CodeBuildError::ServerError { status: s, .. } if s == status), "{err:?}");
+        let rule = mock!(Client::retry_build)
+            .sequence()
+            .http_status(status, None)
+            .build();
+        let err = adapter(&[&rule])
+            .retry_build(&retry_request())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, CodeBuildError::ServerError { status: s, .. } if s == status),
+            "{err:?}"
+        );
         assert!(err.is_retryable());
     }
 }
@@ -158,14 +230,23 @@ async fn batch_get_builds_converts_to_domain_types() {
     ];
     let lookup = adapter(&[&rule]).batch_get_builds(&ids).await.unwrap();
     assert_eq!(rule.num_calls(), 1);
-    assert_eq!(lookup.not_found, ["web:00000000-0000-4000-8000-000000000000"]);
+    assert_eq!(
+        lookup.not_found,
+        ["web:00000000-0000-4000-8000-000000000000"]
+    );
     let build = &lookup.builds[0];
     assert_eq!(build.id.arn().as_deref(), Some(arn.as_str()));
     assert_eq!(build.status, BuildStatus::Failed);
     assert_eq!(build.current_phase, Some(PhaseType::Completed));
     assert_eq!(build.phases[0].phase_status, Some(PhaseStatus::Failed));
-    assert_eq!(build.phases[0].contexts[0].status_code.as_deref(), Some("COMMAND_EXECUTION_ERROR"));
-    assert_eq!((build.end_time.unwrap() - build.start_time.unwrap()).num_seconds(), 60);
+    assert_eq!(
+        build.phases[0].contexts[0].status_code.as_deref(),
+        Some("COMMAND_EXECUTION_ERROR")
+    );
+    assert_eq!(
+        (build.end_time.unwrap() - build.start_time.unwrap()).num_seconds(),
+        60
+    );
     assert_eq!(build.batch_arn.as_deref(), Some(batch_arn.as_str()));
 }
 
@@ -187,6 +268,9 @@ async fn list_batches_passes_the_page_token_and_parses_ids() {
         })
         .await
         .unwrap();
-    assert_eq!(page.items, [BatchId::parse(&format!("web:{UUID}")).unwrap()]);
+    assert_eq!(
+        page.items,
+        [BatchId::parse(&format!("web:{UUID}")).unwrap()]
+    );
     assert_eq!(page.next_token.as_deref(), Some("p3"));
 }

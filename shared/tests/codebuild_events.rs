@@ -16,12 +16,19 @@ fn samples() -> Vec<(String, Value)> {
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
     files.sort();
-    assert_eq!(files.len(), 9, "expected the nine published samples in {dir:?}");
+    assert_eq!(
+        files.len(),
+        9,
+        "expected the nine published samples in {dir:?}"
+    );
     files
         .into_iter()
         .map(|p| {
             let text = std::fs::read_to_string(&p).unwrap();
-            (p.file_name().unwrap().to_string_lossy().into_owned(), serde_json::from_str(&text).unwrap())
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                serde_json::from_str(&text).unwrap(),
+            )
         })
         .collect()
 }
@@ -43,7 +50,10 @@ fn every_sample_round_trips_to_an_equal_value() {
 
 #[test]
 fn float_and_int_forms_survive() {
-    let (_, original) = samples().into_iter().find(|(n, _)| n == "build-state-succeeded.json").unwrap();
+    let (_, original) = samples()
+        .into_iter()
+        .find(|(n, _)| n == "build-state-succeeded.json")
+        .unwrap();
     let again = serde_json::to_string(&parse(&original)).unwrap();
     assert!(again.contains("\"build-number\":55.0"), "{again}");
     assert!(again.contains("\"duration-in-seconds\":0,"), "{again}");
@@ -52,12 +62,16 @@ fn float_and_int_forms_survive() {
 
 #[test]
 fn unknown_fields_are_kept_at_every_level() {
-    let (_, mut original) = samples().into_iter().find(|(n, _)| n == "build-state-failed-tests.json").unwrap();
+    let (_, mut original) = samples()
+        .into_iter()
+        .find(|(n, _)| n == "build-state-failed-tests.json")
+        .unwrap();
     original["new-top"] = serde_json::json!({"a": 1});
     original["detail"]["new-detail"] = serde_json::json!(1.5);
     original["detail"]["additional-information"]["new-info"] = serde_json::json!([1]);
     original["detail"]["additional-information"]["phases"][0]["new-phase"] = serde_json::json!("x");
-    original["detail"]["additional-information"]["environment"]["new-env"] = serde_json::json!(true);
+    original["detail"]["additional-information"]["environment"]["new-env"] =
+        serde_json::json!(true);
     let again = serde_json::to_value(parse(&original)).unwrap();
     assert_eq!(again, original);
 }
@@ -76,9 +90,16 @@ fn typed_accessors_read_the_traps() {
             phase.ended_at().unwrap();
             assert!(!matches!(phase.phase_type, PhaseType::Unknown(_)), "{name}");
         }
-        let completed = event.phases().iter().find(|p| p.phase_type == PhaseType::Completed);
+        let completed = event
+            .phases()
+            .iter()
+            .find(|p| p.phase_type == PhaseType::Completed);
         if let Some(completed) = completed {
-            assert_eq!((completed.phase_status.as_ref(), completed.end_time.as_ref()), (None, None), "{name}");
+            assert_eq!(
+                (completed.phase_status.as_ref(), completed.end_time.as_ref()),
+                (None, None),
+                "{name}"
+            );
         }
         if *event.status() == BuildStatus::InProgress {
             assert_eq!(event.build_number(), None, "{name}");
@@ -91,7 +112,10 @@ fn typed_accessors_read_the_traps() {
 #[test]
 fn statuses_and_failed_phase_contexts() {
     let expected = [
-        ("build-state-failed-download-source.json", BuildStatus::Failed),
+        (
+            "build-state-failed-download-source.json",
+            BuildStatus::Failed,
+        ),
         ("build-state-failed-provisioning.json", BuildStatus::Failed),
         ("build-state-failed-tests.json", BuildStatus::Failed),
         ("build-state-failed-yaml.json", BuildStatus::Failed),
@@ -106,7 +130,10 @@ fn statuses_and_failed_phase_contexts() {
         let (_, value) = samples.iter().find(|(n, _)| n == name).unwrap();
         assert_eq!(*parse(value).status(), status, "{name}");
     }
-    let (_, tests) = samples.iter().find(|(n, _)| n == "build-state-failed-tests.json").unwrap();
+    let (_, tests) = samples
+        .iter()
+        .find(|(n, _)| n == "build-state-failed-tests.json")
+        .unwrap();
     let event = parse(tests);
     let failed = event
         .phases()
@@ -115,14 +142,21 @@ fn statuses_and_failed_phase_contexts() {
         .unwrap();
     assert_eq!(failed.phase_type, PhaseType::Build);
     let contexts = failed.contexts();
-    assert_eq!(contexts[0].status_code.as_deref(), Some("COMMAND_EXECUTION_ERROR"));
-    assert_eq!(contexts[0].message, "Error while executing command: make test. Reason: exit status 2");
+    assert_eq!(
+        contexts[0].status_code.as_deref(),
+        Some("COMMAND_EXECUTION_ERROR")
+    );
+    assert_eq!(
+        contexts[0].message,
+        "Error while executing command: make test. Reason: exit status 2"
+    );
 }
 
 #[test]
 fn current_phase_context_is_decoded_from_its_json_string() {
     let (_, mut value) = samples().into_iter().next().unwrap();
-    value["detail"]["current-phase-context"] = Value::String(r#"["CLIENT_ERROR: repository not found"]"#.into());
+    value["detail"]["current-phase-context"] =
+        Value::String(r#"["CLIENT_ERROR: repository not found"]"#.into());
     let contexts = parse(&value).current_phase_contexts().unwrap();
     assert_eq!(contexts.len(), 1);
     assert_eq!(contexts[0].status_code.as_deref(), Some("CLIENT_ERROR"));
@@ -141,11 +175,21 @@ fn copies_get_their_own_identity_and_nothing_else_changes() {
             assert_ne!(copy.id, original.id, "{name}");
             assert_ne!(copy.build_id(), original.build_id(), "{name}");
             assert_eq!(copy.build_id().project(), original.build_id().project());
-            assert_eq!(copy.resources, vec![copy.build_id().arn().unwrap()], "{name}");
+            assert_eq!(
+                copy.resources,
+                vec![copy.build_id().arn().unwrap()],
+                "{name}"
+            );
             let copy_json = serde_json::to_string(&copy).unwrap();
-            assert!(!copy_json.contains(original.build_id().uuid()), "{name}: old uuid left in {copy_json}");
+            assert!(
+                !copy_json.contains(original.build_id().uuid()),
+                "{name}: old uuid left in {copy_json}"
+            );
             // Only the identity differs: undoing it gives the original back.
-            let undo = EventIdentity { event_id: original.id.clone(), build_uuid: original.build_id().uuid().into() };
+            let undo = EventIdentity {
+                event_id: original.id.clone(),
+                build_uuid: original.build_id().uuid().into(),
+            };
             assert_eq!(copy.with_identity(&undo).unwrap(), original, "{name}");
             event_ids.insert(copy.id.clone());
             build_ids.insert(copy.build_id().id());
@@ -156,7 +200,12 @@ fn copies_get_their_own_identity_and_nothing_else_changes() {
 
 #[test]
 fn codebuild_time_format() {
-    assert_eq!(parse_event_time("Sep 1, 2017 4:14:26 PM").unwrap().to_rfc3339(), "2017-09-01T16:14:26+00:00");
+    assert_eq!(
+        parse_event_time("Sep 1, 2017 4:14:26 PM")
+            .unwrap()
+            .to_rfc3339(),
+        "2017-09-01T16:14:26+00:00"
+    );
 }
 
 /// Why the model does not reuse `aws_lambda_events`'s CodeBuild types: with our features they

@@ -292,11 +292,11 @@ impl RunningFunction {
         let delays = self.inner.spec.async_retry_delays;
         let mut attempts = 1;
         let mut result = self.run_once(&request_id, event.clone()).await?;
-        for delay in &delays[..1] {
+        for delay in delays {
             if result.is_ok() {
                 break;
             }
-            tokio::time::sleep(*delay).await;
+            tokio::time::sleep(delay).await;
             attempts += 1;
             result = self.run_once(&request_id, event.clone()).await?;
         }
@@ -355,7 +355,7 @@ impl RunningFunction {
             status = exited => {
                 inner.runtime.abandon(request_id);
                 Ok(Err(FunctionError {
-                    error_type: "Runtime.Exit".to_owned(),
+                    error_type: "Runtime.ExitError".to_owned(),
                     error_message: format!(
                         "RequestId: {request_id} Error: Runtime exited with error: {status}"
                     ),

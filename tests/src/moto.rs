@@ -206,7 +206,10 @@ impl Drop for MotoServer {
 pub fn server_binary() -> PathBuf {
     match std::env::var_os(MOTO_SERVER_BIN_ENV) {
         Some(path) if !path.is_empty() => PathBuf::from(path),
-        _ => workspace::root().join(".venv").join("bin").join("moto_server"),
+        _ => workspace::root()
+            .join(".venv")
+            .join("bin")
+            .join("moto_server"),
     }
 }
 

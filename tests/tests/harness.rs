@@ -94,7 +94,13 @@ async fn sync_invocation_echoes_with_the_runtime_context_and_environment() {
         let function = function.clone();
         let name = name.to_owned();
         async move {
-            function.invoke(json!({"env": name})).await.unwrap().result.unwrap()["env"].clone()
+            function
+                .invoke(json!({"env": name}))
+                .await
+                .unwrap()
+                .result
+                .unwrap()["env"]
+                .clone()
         }
     };
     assert_eq!(env("AWS_LAMBDA_FUNCTION_NAME").await, "fixture");
@@ -102,7 +108,10 @@ async fn sync_invocation_echoes_with_the_runtime_context_and_environment() {
     assert_eq!(env("AWS_REGION").await, "us-east-1");
 
     // AWS_LAMBDA_LOG_FORMAT=JSON reached the runtime: its log line is JSON we can read back.
-    assert_eq!(invocations_logged(&function.logs(), &invocation.request_id), 1);
+    assert_eq!(
+        invocations_logged(&function.logs(), &invocation.request_id),
+        1
+    );
     function.shutdown().await;
 }
 
@@ -174,7 +183,10 @@ async fn an_async_failure_is_tried_three_times_then_recorded_in_the_destination_
     let outcome = invocation.outcome().await.unwrap();
 
     assert_eq!(outcome.attempts, 3);
-    assert!(matches!(outcome.destination, DestinationOutcome::Delivered(_)));
+    assert!(matches!(
+        outcome.destination,
+        DestinationOutcome::Delivered(_)
+    ));
     // Counted independently of the harness: the function itself logged three invocations.
     assert_eq!(invocations_logged(&function.logs(), &request_id), 3);
 
@@ -237,7 +249,12 @@ async fn the_invoke_http_api_serves_sync_and_event_invocations() {
     let body: Value = ok.json().await.unwrap();
     assert_eq!(body["echo"], json!({"a": 1}));
 
-    let failed = http.post(&url).json(&json!({"fail": true})).send().await.unwrap();
+    let failed = http
+        .post(&url)
+        .json(&json!({"fail": true}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(failed.status(), 200);
     assert_eq!(failed.headers()["x-amz-function-error"], "Unhandled");
     let body: Value = failed.json().await.unwrap();

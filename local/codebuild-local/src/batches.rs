@@ -88,14 +88,23 @@ pub fn create_batch(store: &mut Store, ctx: &Ctx, new: NewBatch) -> Result<Strin
     // Finish seeded builds only once every group exists, so the batch completes correctly.
     for (group, build_id) in new.groups.iter().zip(group_build_ids(store, &id)) {
         if group.status.is_complete() {
-            let phase = if group.status == Status::Succeeded { "FINALIZING" } else { "BUILD" };
+            let phase = if group.status == Status::Succeeded {
+                "FINALIZING"
+            } else {
+                "BUILD"
+            };
             finish_build(store, ctx, &build_id, group.status, phase, Vec::new())?;
         }
     }
     Ok(id)
 }
 
-fn start_group_build(store: &mut Store, ctx: &Ctx, batch_id: &str, start: DateTime<Utc>) -> Result<String, ApiError> {
+fn start_group_build(
+    store: &mut Store,
+    ctx: &Ctx,
+    batch_id: &str,
+    start: DateTime<Utc>,
+) -> Result<String, ApiError> {
     let batch = store
         .batches
         .get(batch_id)
@@ -130,7 +139,12 @@ fn group_build_ids(store: &Store, batch_id: &str) -> Vec<String> {
     store
         .batches
         .get(batch_id)
-        .map(|b| b.build_groups.iter().map(|g| id_from(&g.current_build_summary.arn).to_owned()).collect())
+        .map(|b| {
+            b.build_groups
+                .iter()
+                .map(|g| id_from(&g.current_build_summary.arn).to_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -142,23 +156,44 @@ pub fn on_build_finished(store: &mut Store, ctx: &Ctx, batch_id: &str) {
             .build_groups
             .iter()
             .enumerate()
-            .map(|(i, g)| (i, store.builds.get(id_from(&g.current_build_summary.arn)).map(|b| b.build_status)))
+            .map(|(i, g)| {
+                (
+                    i,
+                    store
+                        .builds
+                        .get(id_from(&g.current_build_summary.arn))
+                        .map(|b| b.build_status),
+                )
+            })
             .collect(),
         None => return,
     };
-    let Some(batch) = store.batches.get_mut(batch_id) else { return };
+    let Some(batch) = store.batches.get_mut(batch_id) else {
+        return;
+    };
     for (i, status) in &statuses {
         if let (Some(group), Some(status)) = (batch.build_groups.get_mut(*i), status) {
             group.current_build_summary.build_status = *status;
         }
     }
-    if batch.complete || batch.build_groups.iter().any(|g| !g.current_build_summary.build_status.is_complete()) {
+    if batch.complete
+        || batch
+            .build_groups
+            .iter()
+            .any(|g| !g.current_build_summary.build_status.is_complete())
+    {
         return;
     }
     let groups = &batch.build_groups;
-    let status = if groups.iter().any(|g| g.current_build_summary.build_status == Status::Stopped) {
+    let status = if groups
+        .iter()
+        .any(|g| g.current_build_summary.build_status == Status::Stopped)
+    {
         Status::Stopped
-    } else if groups.iter().any(|g| !g.ignore_failure && g.current_build_summary.build_status.is_failure()) {
+    } else if groups
+        .iter()
+        .any(|g| !g.ignore_failure && g.current_build_summary.build_status.is_failure())
+    {
         Status::Failed
     } else {
         Status::Succeeded
@@ -210,7 +245,10 @@ pub fn start_build_batch(store: &mut Store, ctx: &Ctx, body: &Value) -> Result<V
     let input: StartBuildBatchInput = parse(body)?;
     let token = input.idempotency_token.as_deref();
     let params = parameters_of(body);
-    if let TokenUse::Replay(id) = store.tokens.check("StartBuildBatch", token, &params, ctx.now)? {
+    if let TokenUse::Replay(id) = store
+        .tokens
+        .check("StartBuildBatch", token, &params, ctx.now)?
+    {
         return batch_response(store, &id);
     }
     // ASSUMPTION: the emulator does not read a batch spec; every batch runs one build group,
@@ -224,10 +262,15 @@ pub fn start_build_batch(store: &mut Store, ctx: &Ctx, body: &Value) -> Result<V
             environment_variables: input.environment_variables_override,
             initiator: ctx.initiator.clone(),
             start: None,
-            groups: vec![NewGroup { identifier: "build1".into(), status: Status::InProgress }],
+            groups: vec![NewGroup {
+                identifier: "build1".into(),
+                status: Status::InProgress,
+            }],
         },
     )?;
-    store.tokens.record("StartBuildBatch", token, params, &id, ctx.now);
+    store
+        .tokens
+        .record("StartBuildBatch", token, params, &id, ctx.now);
     batch_response(store, &id)
 }
 
@@ -238,7 +281,11 @@ struct IdsInput {
 }
 
 /// `BatchGetBuildBatches`.
-pub fn batch_get_build_batches(store: &mut Store, _ctx: &Ctx, body: &Value) -> Result<Value, ApiError> {
+pub fn batch_get_build_batches(
+    store: &mut Store,
+    _ctx: &Ctx,
+    body: &Value,
+) -> Result<Value, ApiError> {
     let input: IdsInput = parse(body)?;
     check_batch_get(&input.ids)?;
     let mut found = Vec::new();
@@ -270,7 +317,11 @@ pub fn stop_build_batch(store: &mut Store, ctx: &Ctx, body: &Value) -> Result<Va
         return batch_response(store, &id);
     }
     for build_id in group_build_ids(store, &id) {
-        let running = store.builds.get(&build_id).filter(|b| !b.build_status.is_complete()).map(|b| b.current_phase.clone());
+        let running = store
+            .builds
+            .get(&build_id)
+            .filter(|b| !b.build_status.is_complete())
+            .map(|b| b.current_phase.clone());
         if let Some(phase) = running {
             finish_build(store, ctx, &build_id, Status::Stopped, &phase, Vec::new())?;
         }
@@ -293,14 +344,21 @@ pub fn retry_build_batch(store: &mut Store, ctx: &Ctx, body: &Value) -> Result<V
     let input: RetryBuildBatchInput = parse(body)?;
     let token = input.idempotency_token.as_deref();
     let params = parameters_of(body);
-    if let TokenUse::Replay(id) = store.tokens.check("RetryBuildBatch", token, &params, ctx.now)? {
+    if let TokenUse::Replay(id) = store
+        .tokens
+        .check("RetryBuildBatch", token, &params, ctx.now)?
+    {
         return batch_response(store, &id);
     }
     // ASSUMPTION: without retryType the service retries every build (RETRY_ALL_BUILDS).
     let failed_only = match input.retry_type.as_deref().unwrap_or("RETRY_ALL_BUILDS") {
         "RETRY_ALL_BUILDS" => false,
         "RETRY_FAILED_BUILDS" => true,
-        other => return Err(ApiError::invalid_input(format!("Invalid retryType: {other}"))),
+        other => {
+            return Err(ApiError::invalid_input(format!(
+                "Invalid retryType: {other}"
+            )));
+        }
     };
     let id = id_from(&input.id).to_owned();
     let batch = store
@@ -331,14 +389,20 @@ pub fn retry_build_batch(store: &mut Store, ctx: &Ctx, body: &Value) -> Result<V
     for index in to_retry {
         let build_id = start_group_build(store, ctx, &id, ctx.now)?;
         let summary = summary_of(store, &build_id);
-        if let (Some(group), Some(summary)) =
-            (store.batches.get_mut(&id).and_then(|b| b.build_groups.get_mut(index)), summary)
-        {
+        if let (Some(group), Some(summary)) = (
+            store
+                .batches
+                .get_mut(&id)
+                .and_then(|b| b.build_groups.get_mut(index)),
+            summary,
+        ) {
             let prior = std::mem::replace(&mut group.current_build_summary, summary);
             group.prior_build_summary_list.push(prior);
         }
     }
-    store.tokens.record("RetryBuildBatch", token, params, &id, ctx.now);
+    store
+        .tokens
+        .record("RetryBuildBatch", token, params, &id, ctx.now);
     batch_response(store, &id)
 }
 
@@ -358,14 +422,21 @@ struct ListBatchesInput {
     next_token: Option<String>,
 }
 
-fn list_batches(store: &Store, input: ListBatchesInput, project: Option<&str>) -> Result<Value, ApiError> {
+fn list_batches(
+    store: &Store,
+    input: ListBatchesInput,
+    project: Option<&str>,
+) -> Result<Value, ApiError> {
     let ids: Vec<String> = store
         .batch_order
         .iter()
         .filter(|id| {
             store.batches.get(*id).is_some_and(|b| {
                 project.is_none_or(|p| b.project_name == p)
-                    && input.filter.status.is_none_or(|s| b.build_batch_status == s)
+                    && input
+                        .filter
+                        .status
+                        .is_none_or(|s| b.build_batch_status == s)
             })
         })
         .cloned()
@@ -380,9 +451,16 @@ fn list_batches(store: &Store, input: ListBatchesInput, project: Option<&str>) -
 }
 
 /// `ListBuildBatchesForProject`.
-pub fn list_build_batches_for_project(store: &mut Store, _ctx: &Ctx, body: &Value) -> Result<Value, ApiError> {
+pub fn list_build_batches_for_project(
+    store: &mut Store,
+    _ctx: &Ctx,
+    body: &Value,
+) -> Result<Value, ApiError> {
     let input: ListBatchesInput = parse(body)?;
-    let name = input.project_name.clone().ok_or_else(|| ApiError::invalid_input("projectName is required"))?;
+    let name = input
+        .project_name
+        .clone()
+        .ok_or_else(|| ApiError::invalid_input("projectName is required"))?;
     let name = store.project(&name)?.name.clone();
     list_batches(store, input, Some(&name))
 }

@@ -62,11 +62,20 @@ pub fn create_build(store: &mut Store, ctx: &Ctx, new: NewBuild) -> Result<Strin
         env.insert("environmentVariables".into(), to_json(&variables));
     }
     let auto_retry = new.auto_retry.or_else(|| {
-        new.auto_retry_limit.or(project.auto_retry_limit).filter(|limit| *limit > 0).map(|limit| {
-            AutoRetryConfig { auto_retry_limit: limit, auto_retry_number: 0, next_auto_retry: None, previous_auto_retry: None }
-        })
+        new.auto_retry_limit
+            .or(project.auto_retry_limit)
+            .filter(|limit| *limit > 0)
+            .map(|limit| AutoRetryConfig {
+                auto_retry_limit: limit,
+                auto_retry_number: 0,
+                next_auto_retry: None,
+                previous_auto_retry: None,
+            })
     });
-    let uuid = id.rsplit_once(':').map_or(id.as_str(), |(_, u)| u).to_owned();
+    let uuid = id
+        .rsplit_once(':')
+        .map_or(id.as_str(), |(_, u)| u)
+        .to_owned();
     let group = format!("/aws/codebuild/{}", project.name);
     let current = new.current_phase.unwrap_or_else(|| "QUEUED".to_owned());
     let build = Build {
@@ -127,7 +136,9 @@ pub fn finish_build(
         .get_mut(id)
         .ok_or_else(|| ApiError::not_found(format!("Build not found: {id}")))?;
     if build.build_status.is_complete() {
-        return Err(ApiError::invalid_input(format!("Build {id} is already complete")));
+        return Err(ApiError::invalid_input(format!(
+            "Build {id} is already complete"
+        )));
     }
     build.phases = phases::completed_build(build.start_time, ctx.now, status, ended_in, contexts);
     build.current_phase = "COMPLETED".to_owned();
@@ -164,7 +175,11 @@ pub fn finish_build(
             },
         )?;
         let next_arn = ctx.build_arn(&next);
-        if let Some(cfg) = store.builds.get_mut(id).and_then(|b| b.auto_retry_config.as_mut()) {
+        if let Some(cfg) = store
+            .builds
+            .get_mut(id)
+            .and_then(|b| b.auto_retry_config.as_mut())
+        {
             cfg.next_auto_retry = Some(next_arn);
         }
     }
@@ -178,7 +193,9 @@ pub fn finish_build(
 fn resolved_version(source_version: Option<&str>) -> String {
     use sha2::Digest;
     // 40 hex digits, like a git commit id.
-    let digest = hex::encode(sha2::Sha256::digest(source_version.unwrap_or("HEAD").as_bytes()));
+    let digest = hex::encode(sha2::Sha256::digest(
+        source_version.unwrap_or("HEAD").as_bytes(),
+    ));
     digest[..40].to_owned()
 }
 
@@ -215,12 +232,17 @@ pub fn start_build(store: &mut Store, ctx: &Ctx, body: &Value) -> Result<Value, 
             ..NewBuild::default()
         },
     )?;
-    store.tokens.record("StartBuild", token, params, &id, ctx.now);
+    store
+        .tokens
+        .record("StartBuild", token, params, &id, ctx.now);
     build_response(store, &id)
 }
 
 fn build_response(store: &Store, id: &str) -> Result<Value, ApiError> {
-    let build = store.builds.get(id).ok_or_else(|| ApiError::not_found(format!("Build not found: {id}")))?;
+    let build = store
+        .builds
+        .get(id)
+        .ok_or_else(|| ApiError::not_found(format!("Build not found: {id}")))?;
     Ok(json!({ "build": to_json(build) }))
 }
 
@@ -266,7 +288,10 @@ struct IdInput {
 pub fn stop_build(store: &mut Store, ctx: &Ctx, body: &Value) -> Result<Value, ApiError> {
     let input: IdInput = parse(body)?;
     let id = id_from(&input.id).to_owned();
-    let build = store.builds.get(&id).ok_or_else(|| ApiError::not_found(format!("Build not found: {id}")))?;
+    let build = store
+        .builds
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found(format!("Build not found: {id}")))?;
     // ASSUMPTION: stopping a finished build is not an error; the build comes back unchanged.
     // The docs are silent and a no-op keeps callers that stop "just in case" idempotent.
     if build.build_status.is_complete() {
@@ -301,7 +326,9 @@ pub fn retry_build(store: &mut Store, ctx: &Ctx, body: &Value) -> Result<Value, 
     // ASSUMPTION: only a finished build can be retried (the console offers "Retry" on
     // finished builds only); retrying a running one is rejected as bad input.
     if !original.build_status.is_complete() {
-        return Err(ApiError::invalid_input(format!("Build {id} is still in progress and cannot be retried")));
+        return Err(ApiError::invalid_input(format!(
+            "Build {id} is still in progress and cannot be retried"
+        )));
     }
     // ASSUMPTION: a build retried on its own leaves its batch; batches retry via RetryBuildBatch.
     let new_id = create_build(
@@ -316,7 +343,9 @@ pub fn retry_build(store: &mut Store, ctx: &Ctx, body: &Value) -> Result<Value, 
             ..NewBuild::default()
         },
     )?;
-    store.tokens.record("RetryBuild", token, params, &new_id, ctx.now);
+    store
+        .tokens
+        .record("RetryBuild", token, params, &new_id, ctx.now);
     build_response(store, &new_id)
 }
 
@@ -333,32 +362,59 @@ pub fn sort_ids(mut ids: Vec<String>, order: Option<&str>) -> Result<Vec<String>
     match order.unwrap_or("DESCENDING") {
         "DESCENDING" => ids.reverse(),
         "ASCENDING" => {}
-        other => return Err(ApiError::invalid_input(format!("Invalid sortOrder: {other}"))),
+        other => {
+            return Err(ApiError::invalid_input(format!(
+                "Invalid sortOrder: {other}"
+            )));
+        }
     }
     Ok(ids)
 }
 
 /// `ListBuildsForProject`.
-pub fn list_builds_for_project(store: &mut Store, _ctx: &Ctx, body: &Value) -> Result<Value, ApiError> {
+pub fn list_builds_for_project(
+    store: &mut Store,
+    _ctx: &Ctx,
+    body: &Value,
+) -> Result<Value, ApiError> {
     let input: ListInput = parse(body)?;
-    let name = input.project_name.ok_or_else(|| ApiError::invalid_input("projectName is required"))?;
+    let name = input
+        .project_name
+        .ok_or_else(|| ApiError::invalid_input("projectName is required"))?;
     let name = store.project(&name)?.name.clone();
     let ids: Vec<String> = store
         .build_order
         .iter()
-        .filter(|id| store.builds.get(*id).is_some_and(|b| b.project_name == name))
+        .filter(|id| {
+            store
+                .builds
+                .get(*id)
+                .is_some_and(|b| b.project_name == name)
+        })
         .cloned()
         .collect();
-    list_response(ids, input.sort_order.as_deref(), input.next_token.as_deref())
+    list_response(
+        ids,
+        input.sort_order.as_deref(),
+        input.next_token.as_deref(),
+    )
 }
 
 /// `ListBuilds`.
 pub fn list_builds(store: &mut Store, _ctx: &Ctx, body: &Value) -> Result<Value, ApiError> {
     let input: ListInput = parse(body)?;
-    list_response(store.build_order.clone(), input.sort_order.as_deref(), input.next_token.as_deref())
+    list_response(
+        store.build_order.clone(),
+        input.sort_order.as_deref(),
+        input.next_token.as_deref(),
+    )
 }
 
-fn list_response(ids: Vec<String>, order: Option<&str>, token: Option<&str>) -> Result<Value, ApiError> {
+fn list_response(
+    ids: Vec<String>,
+    order: Option<&str>,
+    token: Option<&str>,
+) -> Result<Value, ApiError> {
     let ids = sort_ids(ids, order)?;
     let (ids, next) = page(&ids, token, Some(DEFAULT_PAGE as i64))?;
     let mut out = json!({ "ids": ids });

@@ -141,7 +141,10 @@ fn age(ctx: &Ctx, seconds: Option<i64>) -> chrono::DateTime<chrono::Utc> {
 async fn seed_build(State(app): State<AppState>, Json(seed): Json<SeedBuild>) -> Response {
     let ctx = ctx(&app);
     let status = seed.build_status.unwrap_or(Status::InProgress);
-    let phase = seed.current_phase.clone().unwrap_or_else(|| "BUILD".to_owned());
+    let phase = seed
+        .current_phase
+        .clone()
+        .unwrap_or_else(|| "BUILD".to_owned());
     if !phases::is_build_phase(&phase) {
         return bad(format!("unknown phase {phase}"));
     }
@@ -155,10 +158,17 @@ async fn seed_build(State(app): State<AppState>, Json(seed): Json<SeedBuild>) ->
                 project: seed.project_name.clone(),
                 source_version: seed.source_version.clone(),
                 environment_variables: seed.environment_variables.clone().unwrap_or_default(),
-                initiator: seed.initiator.clone().unwrap_or_else(|| DEFAULT_INITIATOR.to_owned()),
+                initiator: seed
+                    .initiator
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_INITIATOR.to_owned()),
                 start: Some(start),
                 batch_arn: seed.build_batch_arn.clone(),
-                current_phase: Some(if status.is_complete() { "QUEUED".into() } else { phase.clone() }),
+                current_phase: Some(if status.is_complete() {
+                    "QUEUED".into()
+                } else {
+                    phase.clone()
+                }),
                 ..NewBuild::default()
             },
         )?;
@@ -187,7 +197,11 @@ async fn seed_build(State(app): State<AppState>, Json(seed): Json<SeedBuild>) ->
         }
         // Seeding sets the scene; it is not a state change anyone should be told about.
         store.changed.clear();
-        store.builds.get(&id).map(to_json).ok_or_else(|| ApiError::not_found(id.clone()))
+        store
+            .builds
+            .get(&id)
+            .map(to_json)
+            .ok_or_else(|| ApiError::not_found(id.clone()))
     });
     match result {
         Ok(build) => Json(build).into_response(),
@@ -195,19 +209,39 @@ async fn seed_build(State(app): State<AppState>, Json(seed): Json<SeedBuild>) ->
     }
 }
 
-async fn finish_build(State(app): State<AppState>, Path(id): Path<String>, Json(finish): Json<FinishBuild>) -> Response {
+async fn finish_build(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    Json(finish): Json<FinishBuild>,
+) -> Response {
     if !finish.build_status.is_complete() {
         return bad("buildStatus must be a final status");
     }
-    let phase = finish.phase_type.clone().unwrap_or_else(|| "BUILD".to_owned());
+    let phase = finish
+        .phase_type
+        .clone()
+        .unwrap_or_else(|| "BUILD".to_owned());
     if !phases::is_build_phase(&phase) {
         return bad(format!("unknown phase {phase}"));
     }
     let ctx = ctx(&app);
     let id = id_from(&id).to_owned();
     let (result, changed) = app.with_store(|store| {
-        let result = builds::finish_build(store, &ctx, &id, finish.build_status, &phase, finish.contexts.clone())
-            .and_then(|()| store.builds.get(&id).map(to_json).ok_or_else(|| ApiError::not_found(id.clone())));
+        let result = builds::finish_build(
+            store,
+            &ctx,
+            &id,
+            finish.build_status,
+            &phase,
+            finish.contexts.clone(),
+        )
+        .and_then(|()| {
+            store
+                .builds
+                .get(&id)
+                .map(to_json)
+                .ok_or_else(|| ApiError::not_found(id.clone()))
+        });
         (result, std::mem::take(&mut store.changed))
     });
     app.emit(&changed, ctx.now);
@@ -241,7 +275,10 @@ async fn seed_batch(State(app): State<AppState>, Json(seed): Json<SeedBatch>) ->
                 project: seed.project_name.clone(),
                 source_version: seed.source_version.clone(),
                 environment_variables: seed.environment_variables.clone().unwrap_or_default(),
-                initiator: seed.initiator.clone().unwrap_or_else(|| DEFAULT_INITIATOR.to_owned()),
+                initiator: seed
+                    .initiator
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_INITIATOR.to_owned()),
                 start: Some(age(&ctx, seed.age_seconds)),
                 groups,
             },
@@ -250,7 +287,11 @@ async fn seed_batch(State(app): State<AppState>, Json(seed): Json<SeedBatch>) ->
             batches::force_status(store, &ctx, &id, status);
         }
         store.changed.clear();
-        store.batches.get(&id).map(to_json).ok_or_else(|| ApiError::not_found(id.clone()))
+        store
+            .batches
+            .get(&id)
+            .map(to_json)
+            .ok_or_else(|| ApiError::not_found(id.clone()))
     });
     match result {
         Ok(batch) => Json(batch).into_response(),
@@ -338,10 +379,16 @@ pub struct ControlClient {
 impl ControlClient {
     /// A client for the emulator at `endpoint` (`http://127.0.0.1:PORT`).
     pub fn new(endpoint: &str) -> Self {
-        Self { base: format!("{}/_local", endpoint.trim_end_matches('/')), http: reqwest::Client::new() }
+        Self {
+            base: format!("{}/_local", endpoint.trim_end_matches('/')),
+            http: reqwest::Client::new(),
+        }
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, ControlError> {
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ControlError> {
         let response = request.send().await?;
         if response.status().is_success() {
             Ok(response)
@@ -352,8 +399,14 @@ impl ControlClient {
         }
     }
 
-    async fn post_json<T: Serialize + ?Sized>(&self, path: &str, body: &T) -> Result<Value, ControlError> {
-        let response = self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await?;
+    async fn post_json<T: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        body: &T,
+    ) -> Result<Value, ControlError> {
+        let response = self
+            .send(self.http.post(format!("{}{path}", self.base)).json(body))
+            .await?;
         Ok(response.json().await?)
     }
 
@@ -363,10 +416,15 @@ impl ControlClient {
     }
 
     /// Finishes a running build (id or ARN); returns the build.
-    pub async fn finish_build(&self, id: &str, finish: &FinishBuild) -> Result<Value, ControlError> {
+    pub async fn finish_build(
+        &self,
+        id: &str,
+        finish: &FinishBuild,
+    ) -> Result<Value, ControlError> {
         // An ARN carries '/', which must not split the path segment.
         let id = id.replace('/', "%2F");
-        self.post_json(&format!("/builds/{id}/finish"), finish).await
+        self.post_json(&format!("/builds/{id}/finish"), finish)
+            .await
     }
 
     /// Seeds a batch; returns it as `BatchGetBuildBatches` would.
@@ -381,27 +439,45 @@ impl ControlClient {
 
     /// Removes every injected fault.
     pub async fn clear_faults(&self) -> Result<(), ControlError> {
-        self.send(self.http.delete(format!("{}/faults", self.base))).await.map(drop)
+        self.send(self.http.delete(format!("{}/faults", self.base)))
+            .await
+            .map(drop)
     }
 
     /// Every AWS call received so far, in order.
     pub async fn calls(&self) -> Result<Vec<CallRecord>, ControlError> {
-        Ok(self.send(self.http.get(format!("{}/calls", self.base))).await?.json().await?)
+        Ok(self
+            .send(self.http.get(format!("{}/calls", self.base)))
+            .await?
+            .json()
+            .await?)
     }
 
     /// Empties the call log.
     pub async fn clear_calls(&self) -> Result<(), ControlError> {
-        self.send(self.http.delete(format!("{}/calls", self.base))).await.map(drop)
+        self.send(self.http.delete(format!("{}/calls", self.base)))
+            .await
+            .map(drop)
     }
 
     /// Moves the emulator's clock forward.
     pub async fn advance_clock(&self, seconds: u64) -> Result<(), ControlError> {
-        self.post_json("/clock/advance", &json!({ "seconds": seconds })).await.map(drop)
+        self.post_json("/clock/advance", &json!({ "seconds": seconds }))
+            .await
+            .map(drop)
     }
 
     /// Sets (or with `None` removes) the URL events are POSTed to.
     pub async fn set_event_sink(&self, url: Option<&str>) -> Result<(), ControlError> {
-        let body = Sink { url: url.map(str::to_owned) };
-        self.send(self.http.put(format!("{}/event-sink", self.base)).json(&body)).await.map(drop)
+        let body = Sink {
+            url: url.map(str::to_owned),
+        };
+        self.send(
+            self.http
+                .put(format!("{}/event-sink", self.base))
+                .json(&body),
+        )
+        .await
+        .map(drop)
     }
 }

@@ -17,7 +17,11 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
     }
     /// `InvalidInputException` (400).
     pub fn invalid_input(message: impl Into<String>) -> Self {
@@ -25,22 +29,42 @@ impl ApiError {
     }
     /// `ResourceNotFoundException` (400).
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "ResourceNotFoundException", message)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "ResourceNotFoundException",
+            message,
+        )
     }
     /// `ResourceAlreadyExistsException` (400).
     pub fn already_exists(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "ResourceAlreadyExistsException", message)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "ResourceAlreadyExistsException",
+            message,
+        )
     }
     /// `ThrottlingException` (400), as AWS JSON services send it.
     pub fn throttling() -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "ThrottlingException", "Rate exceeded")
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "ThrottlingException",
+            "Rate exceeded",
+        )
     }
     /// An injected server-side failure: `InternalServerError` (500) or `ServiceUnavailableException` (503).
     pub fn server_error(status: StatusCode) -> Self {
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            Self::new(status, "ServiceUnavailableException", "Service unavailable (injected)")
+            Self::new(
+                status,
+                "ServiceUnavailableException",
+                "Service unavailable (injected)",
+            )
         } else {
-            Self::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", "Internal error (injected)")
+            Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServerError",
+                "Internal error (injected)",
+            )
         }
     }
     /// `UnknownOperationException` (400): what AWS JSON services answer for an unknown target.

@@ -32,7 +32,10 @@ impl EventSink {
                 }
             }
         });
-        Self { url: Arc::new(RwLock::new(url)), queue }
+        Self {
+            url: Arc::new(RwLock::new(url)),
+            queue,
+        }
     }
 
     /// Changes (or removes) the sink URL.
@@ -42,7 +45,11 @@ impl EventSink {
 
     /// Queues the state-change event of `build`, if a sink is set.
     pub fn emit(&self, build: &Build, region: &str, account: &str, now: DateTime<Utc>) {
-        let url = self.url.read().unwrap_or_else(PoisonError::into_inner).clone();
+        let url = self
+            .url
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         if let Some(url) = url {
             let event = state_change_event(build, region, account, now);
             if self.queue.send((url, event)).is_err() {
@@ -75,7 +82,20 @@ fn phase_json(phase: &Phase) -> Value {
 }
 
 fn contexts(phase: &Phase) -> Vec<String> {
-    phase.contexts.iter().map(|c| format!("{}: {}", c.status_code, c.message)).collect()
+    phase
+        .contexts
+        .iter()
+        .map(|c| format!("{}: {}", c.status_code, c.message))
+        .collect()
+}
+
+/// The event's `source`: only `location` (when the project has one) and `type`.
+fn event_source(source: &Value) -> Value {
+    let mut out = json!({ "type": source.get("type").cloned().unwrap_or(Value::Null) });
+    if let Some(location) = source.get("location") {
+        out["location"] = location.clone();
+    }
+    out
 }
 
 /// The EventBridge event for the current state of `build` (shape of the samples in
@@ -87,7 +107,14 @@ pub fn state_change_event(build: &Build, region: &str, account: &str, now: DateT
         .iter()
         .map(|v| json!({"name": v.name, "type": v.kind, "value": v.value}))
         .collect();
+    // Real events carry `artifact` (consumers such as aws_lambda_events require it).
+    let artifact_location = build
+        .artifacts
+        .get("location")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let mut info = json!({
+        "artifact": { "location": artifact_location },
         "environment": {
             "image": env.get("image").cloned().unwrap_or(Value::Null),
             "privileged-mode": env.get("privilegedMode").and_then(Value::as_bool).unwrap_or(false),
@@ -100,7 +127,7 @@ pub fn state_change_event(build: &Build, region: &str, account: &str, now: DateT
         "build-number": build.build_number as f64,
         "initiator": build.initiator,
         "build-start-time": event_time(build.start_time),
-        "source": build.source,
+        "source": event_source(&build.source),
         "logs": {
             "group-name": build.logs.group_name,
             "stream-name": build.logs.stream_name,

@@ -69,17 +69,28 @@ impl Faults {
 
     /// Decides the fate of a call to `operation`.
     pub fn decide(&mut self, operation: &str) -> Decision {
-        let Some(spec) = &self.spec else { return Decision::default() };
-        if spec.operations.as_ref().is_some_and(|ops| !ops.iter().any(|o| o == operation)) {
+        let Some(spec) = &self.spec else {
+            return Decision::default();
+        };
+        if spec
+            .operations
+            .as_ref()
+            .is_some_and(|ops| !ops.iter().any(|o| o == operation))
+        {
             return Decision::default();
         }
         self.matched += 1;
         let k = self.matched;
-        let throttled = spec.throttle_every.is_some_and(|n| n > 0 && k.is_multiple_of(n))
+        let throttled = spec
+            .throttle_every
+            .is_some_and(|n| n > 0 && k.is_multiple_of(n))
             || spec.throttle_fraction.is_some_and(|f| in_fraction(k, f));
         let error = if throttled {
             Some(ApiError::throttling())
-        } else if spec.server_error_fraction.is_some_and(|f| in_fraction(k, f)) {
+        } else if spec
+            .server_error_fraction
+            .is_some_and(|f| in_fraction(k, f))
+        {
             let status = match spec.server_error_status {
                 Some(503) => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -88,7 +99,10 @@ impl Faults {
         } else {
             None
         };
-        Decision { delay: spec.latency_ms.map(Duration::from_millis), error }
+        Decision {
+            delay: spec.latency_ms.map(Duration::from_millis),
+            error,
+        }
     }
 }
 
@@ -104,19 +118,42 @@ mod tests {
     #[test]
     fn every_nth_and_fraction_are_deterministic() {
         let mut f = Faults::default();
-        f.set(FaultSpec { throttle_every: Some(3), ..FaultSpec::default() });
-        assert_eq!(pattern(&mut f, "X", 6), [false, false, true, false, false, true]);
-        f.set(FaultSpec { throttle_fraction: Some(0.5), ..FaultSpec::default() });
+        f.set(FaultSpec {
+            throttle_every: Some(3),
+            ..FaultSpec::default()
+        });
+        assert_eq!(
+            pattern(&mut f, "X", 6),
+            [false, false, true, false, false, true]
+        );
+        f.set(FaultSpec {
+            throttle_fraction: Some(0.5),
+            ..FaultSpec::default()
+        });
         assert_eq!(pattern(&mut f, "X", 4), [false, true, false, true]);
-        f.set(FaultSpec { server_error_fraction: Some(1.0), server_error_status: Some(503), ..FaultSpec::default() });
-        assert_eq!(f.decide("X").error.unwrap().status, StatusCode::SERVICE_UNAVAILABLE);
+        f.set(FaultSpec {
+            server_error_fraction: Some(1.0),
+            server_error_status: Some(503),
+            ..FaultSpec::default()
+        });
+        assert_eq!(
+            f.decide("X").error.unwrap().status,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
     }
 
     #[test]
     fn only_named_operations_are_affected() {
         let mut f = Faults::default();
-        f.set(FaultSpec { operations: Some(vec!["RetryBuild".into()]), throttle_fraction: Some(1.0), ..FaultSpec::default() });
+        f.set(FaultSpec {
+            operations: Some(vec!["RetryBuild".into()]),
+            throttle_fraction: Some(1.0),
+            ..FaultSpec::default()
+        });
         assert!(f.decide("BatchGetBuilds").error.is_none());
-        assert_eq!(f.decide("RetryBuild").error.unwrap().code, "ThrottlingException");
+        assert_eq!(
+            f.decide("RetryBuild").error.unwrap().code,
+            "ThrottlingException"
+        );
     }
 }

@@ -42,9 +42,13 @@ impl Tokens {
         parameters: &Value,
         now: DateTime<Utc>,
     ) -> Result<TokenUse, ApiError> {
-        let Some(token) = token else { return Ok(TokenUse::Fresh) };
+        let Some(token) = token else {
+            return Ok(TokenUse::Fresh);
+        };
         let key = (operation.to_owned(), token.to_owned());
-        let Some(entry) = self.entries.get(&key) else { return Ok(TokenUse::Fresh) };
+        let Some(entry) = self.entries.get(&key) else {
+            return Ok(TokenUse::Fresh);
+        };
         if now - entry.at >= WINDOW {
             self.entries.remove(&key);
             return Ok(TokenUse::Fresh);
@@ -62,11 +66,22 @@ impl Tokens {
     }
 
     /// Remembers that `token` created `resource_id`.
-    pub fn record(&mut self, operation: &str, token: Option<&str>, parameters: Value, resource_id: &str, now: DateTime<Utc>) {
+    pub fn record(
+        &mut self,
+        operation: &str,
+        token: Option<&str>,
+        parameters: Value,
+        resource_id: &str,
+        now: DateTime<Utc>,
+    ) {
         if let Some(token) = token {
             self.entries.insert(
                 (operation.to_owned(), token.to_owned()),
-                Entry { parameters, resource_id: resource_id.to_owned(), at: now },
+                Entry {
+                    parameters,
+                    resource_id: resource_id.to_owned(),
+                    at: now,
+                },
             );
         }
     }
@@ -92,14 +107,30 @@ mod tests {
         let mut tokens = Tokens::default();
         let t0 = Utc::now();
         let p = json!({"id": "a"});
-        assert_eq!(tokens.check("RetryBuild", Some("t"), &p, t0).unwrap(), TokenUse::Fresh);
+        assert_eq!(
+            tokens.check("RetryBuild", Some("t"), &p, t0).unwrap(),
+            TokenUse::Fresh
+        );
         tokens.record("RetryBuild", Some("t"), p.clone(), "b1", t0);
-        assert_eq!(tokens.check("RetryBuild", Some("t"), &p, t0).unwrap(), TokenUse::Replay("b1".into()));
-        let err = tokens.check("RetryBuild", Some("t"), &json!({"id": "z"}), t0).unwrap_err();
+        assert_eq!(
+            tokens.check("RetryBuild", Some("t"), &p, t0).unwrap(),
+            TokenUse::Replay("b1".into())
+        );
+        let err = tokens
+            .check("RetryBuild", Some("t"), &json!({"id": "z"}), t0)
+            .unwrap_err();
         assert_eq!(err.code, "InvalidInputException");
         assert!(err.message.contains("idempotency token") && err.message.contains("mismatch"));
         // Another operation does not share the token.
-        assert_eq!(tokens.check("StartBuild", Some("t"), &p, t0).unwrap(), TokenUse::Fresh);
-        assert_eq!(tokens.check("RetryBuild", Some("t"), &p, t0 + WINDOW).unwrap(), TokenUse::Fresh);
+        assert_eq!(
+            tokens.check("StartBuild", Some("t"), &p, t0).unwrap(),
+            TokenUse::Fresh
+        );
+        assert_eq!(
+            tokens
+                .check("RetryBuild", Some("t"), &p, t0 + WINDOW)
+                .unwrap(),
+            TokenUse::Fresh
+        );
     }
 }

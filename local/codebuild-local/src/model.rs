@@ -8,7 +8,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Serializes a timestamp as epoch seconds with millisecond precision.
-pub(crate) fn epoch_seconds<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn epoch_seconds<S: serde::Serializer>(
+    t: &DateTime<Utc>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     s.serialize_f64(t.timestamp_millis() as f64 / 1000.0)
 }
 
@@ -90,7 +93,10 @@ pub struct Phase {
     #[serde(serialize_with = "epoch_seconds")]
     pub start_time: DateTime<Utc>,
     /// When it ended.
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "epoch_seconds_opt")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "epoch_seconds_opt"
+    )]
     pub end_time: Option<DateTime<Utc>>,
     /// Whole seconds between start and end.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -202,7 +208,10 @@ pub struct Build {
     #[serde(serialize_with = "epoch_seconds")]
     pub start_time: DateTime<Utc>,
     /// End, once complete.
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "epoch_seconds_opt")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "epoch_seconds_opt"
+    )]
     pub end_time: Option<DateTime<Utc>>,
     /// Current phase type.
     pub current_phase: String,
@@ -291,7 +300,10 @@ pub struct BuildBatch {
     #[serde(serialize_with = "epoch_seconds")]
     pub start_time: DateTime<Utc>,
     /// End, once complete.
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "epoch_seconds_opt")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "epoch_seconds_opt"
+    )]
     pub end_time: Option<DateTime<Utc>>,
     /// Current batch phase.
     pub current_phase: String,

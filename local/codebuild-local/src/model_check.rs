@@ -67,14 +67,19 @@ impl ServiceModel {
             if path.is_file() {
                 return Ok(path);
             }
-            return Err(ModelError::NotFound(format!("{MODEL_ENV}={}", path.display())));
+            return Err(ModelError::NotFound(format!(
+                "{MODEL_ENV}={}",
+                path.display()
+            )));
         }
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let lib = root.join(".venv/lib");
         let mut looked = vec![lib.display().to_string()];
         if let Ok(entries) = std::fs::read_dir(&lib) {
             for entry in entries.flatten() {
-                let dir = entry.path().join("site-packages/botocore/data/codebuild/2016-10-06");
+                let dir = entry
+                    .path()
+                    .join("site-packages/botocore/data/codebuild/2016-10-06");
                 for name in ["service-2.json.gz", "service-2.json"] {
                     let candidate = dir.join(name);
                     if candidate.is_file() {
@@ -89,18 +94,27 @@ impl ServiceModel {
 
     /// Loads a model file, gzipped or not.
     pub fn load(path: &Path) -> Result<Self, ModelError> {
-        let io = |source| ModelError::Io { path: path.to_owned(), source };
+        let io = |source| ModelError::Io {
+            path: path.to_owned(),
+            source,
+        };
         let bytes = std::fs::read(path).map_err(io)?;
         let text = if bytes.starts_with(&[0x1f, 0x8b]) {
             let mut out = String::new();
-            flate2::read::GzDecoder::new(bytes.as_slice()).read_to_string(&mut out).map_err(io)?;
+            flate2::read::GzDecoder::new(bytes.as_slice())
+                .read_to_string(&mut out)
+                .map_err(io)?;
             out
         } else {
-            String::from_utf8(bytes)
-                .map_err(|e| ModelError::Invalid { path: path.to_owned(), reason: e.to_string() })?
+            String::from_utf8(bytes).map_err(|e| ModelError::Invalid {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })?
         };
-        let json: Value = serde_json::from_str(&text)
-            .map_err(|e| ModelError::Invalid { path: path.to_owned(), reason: e.to_string() })?;
+        let json: Value = serde_json::from_str(&text).map_err(|e| ModelError::Invalid {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
         Self::from_json(json).ok_or_else(|| ModelError::Invalid {
             path: path.to_owned(),
             reason: "no `shapes` or `operations`".into(),
@@ -121,14 +135,21 @@ impl ServiceModel {
 
     /// The output shape of `operation`.
     pub fn output_shape(&self, operation: &str) -> Option<&str> {
-        self.operations.get(operation)?.get("output")?.get("shape")?.as_str()
+        self.operations
+            .get(operation)?
+            .get("output")?
+            .get("shape")?
+            .as_str()
     }
 
     /// Checks `response` against the output shape of `operation`.
     pub fn validate_output(&self, operation: &str, response: &Value) -> Vec<Violation> {
         match self.output_shape(operation) {
             Some(shape) => self.validate(shape, response),
-            None => vec![Violation { path: "$".into(), problem: format!("operation {operation} has no output shape") }],
+            None => vec![Violation {
+                path: "$".into(),
+                problem: format!("operation {operation} has no output shape"),
+            }],
         }
     }
 
@@ -140,12 +161,20 @@ impl ServiceModel {
     }
 
     fn check(&self, shape_name: &str, value: &Value, path: &str, out: &mut Vec<Violation>) {
-        let mut fail = |problem: String| out.push(Violation { path: path.to_owned(), problem });
+        let mut fail = |problem: String| {
+            out.push(Violation {
+                path: path.to_owned(),
+                problem,
+            })
+        };
         let Some(shape) = self.shapes.get(shape_name) else {
             fail(format!("shape {shape_name} missing from the model"));
             return;
         };
-        let kind = shape.get("type").and_then(Value::as_str).unwrap_or_default();
+        let kind = shape
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if value.is_null() {
             // JSON null for an optional member is what an absent member means to the SDK.
             return;
@@ -157,7 +186,12 @@ impl ServiceModel {
                     return;
                 };
                 let members = shape.get("members").and_then(Value::as_object);
-                for required in shape.get("required").and_then(Value::as_array).into_iter().flatten() {
+                for required in shape
+                    .get("required")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     if let Some(name) = required.as_str()
                         && object.get(name).is_none_or(Value::is_null)
                     {
@@ -165,9 +199,14 @@ impl ServiceModel {
                     }
                 }
                 for (name, member_value) in object {
-                    let target = members.and_then(|m| m.get(name)).and_then(|m| m.get("shape")).and_then(Value::as_str);
+                    let target = members
+                        .and_then(|m| m.get(name))
+                        .and_then(|m| m.get("shape"))
+                        .and_then(Value::as_str);
                     match target {
-                        Some(target) => self.check(target, member_value, &format!("{path}.{name}"), out),
+                        Some(target) => {
+                            self.check(target, member_value, &format!("{path}.{name}"), out)
+                        }
                         None => out.push(Violation {
                             path: format!("{path}.{name}"),
                             problem: format!("unknown member {name} of {shape_name}"),
@@ -180,7 +219,11 @@ impl ServiceModel {
                     fail(format!("expected list {shape_name}, got {value}"));
                     return;
                 };
-                let Some(member) = shape.get("member").and_then(|m| m.get("shape")).and_then(Value::as_str) else {
+                let Some(member) = shape
+                    .get("member")
+                    .and_then(|m| m.get("shape"))
+                    .and_then(Value::as_str)
+                else {
                     return;
                 };
                 for (i, item) in items.iter().enumerate() {
@@ -192,7 +235,10 @@ impl ServiceModel {
                     fail(format!("expected map {shape_name}, got {value}"));
                     return;
                 };
-                let value_shape = shape.get("value").and_then(|m| m.get("shape")).and_then(Value::as_str);
+                let value_shape = shape
+                    .get("value")
+                    .and_then(|m| m.get("shape"))
+                    .and_then(Value::as_str);
                 for (key, item) in object {
                     if let Some(value_shape) = value_shape {
                         self.check(value_shape, item, &format!("{path}.{key}"), out);
@@ -228,7 +274,9 @@ impl ServiceModel {
             // AWS JSON 1.1 sends timestamps as epoch seconds.
             "timestamp" => {
                 if !value.is_number() {
-                    fail(format!("expected epoch-seconds timestamp ({shape_name}), got {value}"));
+                    fail(format!(
+                        "expected epoch-seconds timestamp ({shape_name}), got {value}"
+                    ));
                 }
             }
             other => fail(format!("unsupported shape type {other} ({shape_name})")),

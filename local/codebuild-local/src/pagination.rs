@@ -17,7 +17,11 @@ pub fn page<T: Clone>(
     let size = match max_results {
         None => DEFAULT_PAGE,
         Some(n @ 1..=100) => usize::try_from(n).unwrap_or(DEFAULT_PAGE),
-        Some(n) => return Err(ApiError::invalid_input(format!("maxResults must be between 1 and 100, got {n}"))),
+        Some(n) => {
+            return Err(ApiError::invalid_input(format!(
+                "maxResults must be between 1 and 100, got {n}"
+            )));
+        }
     };
     let start = match next_token {
         None => 0,

@@ -72,7 +72,11 @@ pub fn completed_build(
 ) -> Vec<Phase> {
     let mut phases = Vec::new();
     // A successful build runs every phase; a failed one stops at the failing phase.
-    let last = if status == Status::Succeeded { "FINALIZING" } else { ended_in };
+    let last = if status == Status::Succeeded {
+        "FINALIZING"
+    } else {
+        ended_in
+    };
     let mut contexts = Some(contexts);
     for phase in BUILD_PHASES {
         if phase == "COMPLETED" {
@@ -121,7 +125,10 @@ pub fn complete_batch(phases: &mut Vec<Phase>, status: Status, end: DateTime<Utc
 
 /// The phase a batch is in after its phases list.
 pub fn current_phase(phases: &[Phase]) -> String {
-    phases.last().map(|p| p.phase_type.clone()).unwrap_or_else(|| "SUBMITTED".to_owned())
+    phases
+        .last()
+        .map(|p| p.phase_type.clone())
+        .unwrap_or_else(|| "SUBMITTED".to_owned())
 }
 
 #[cfg(test)]
@@ -132,12 +139,25 @@ mod tests {
     #[test]
     fn failed_build_stops_at_failing_phase_then_finalizes() {
         let t = Utc::now();
-        let ctx = PhaseContext { status_code: "COMMAND_EXECUTION_ERROR".into(), message: "m".into() };
+        let ctx = PhaseContext {
+            status_code: "COMMAND_EXECUTION_ERROR".into(),
+            message: "m".into(),
+        };
         let phases = completed_build(t, t, Status::Failed, "BUILD", vec![ctx.clone()]);
         let types: Vec<_> = phases.iter().map(|p| p.phase_type.as_str()).collect();
         assert_eq!(
             types,
-            ["SUBMITTED", "QUEUED", "PROVISIONING", "DOWNLOAD_SOURCE", "INSTALL", "PRE_BUILD", "BUILD", "FINALIZING", "COMPLETED"]
+            [
+                "SUBMITTED",
+                "QUEUED",
+                "PROVISIONING",
+                "DOWNLOAD_SOURCE",
+                "INSTALL",
+                "PRE_BUILD",
+                "BUILD",
+                "FINALIZING",
+                "COMPLETED"
+            ]
         );
         assert_eq!(phases[6].phase_status, Some(Status::Failed));
         assert_eq!(phases[6].contexts, vec![ctx]);
@@ -149,6 +169,10 @@ mod tests {
         let t = Utc::now();
         let phases = completed_build(t, t, Status::Succeeded, "BUILD", vec![]);
         assert_eq!(phases.len(), BUILD_PHASES.len());
-        assert!(phases[..10].iter().all(|p| p.phase_status == Some(Status::Succeeded)));
+        assert!(
+            phases[..10]
+                .iter()
+                .all(|p| p.phase_status == Some(Status::Succeeded))
+        );
     }
 }

@@ -16,10 +16,20 @@ struct CreateProjectInput {
 pub fn create_project(store: &mut Store, ctx: &Ctx, body: &Value) -> Result<Value, ApiError> {
     let input: CreateProjectInput = parse(body)?;
     let valid = (2..=255).contains(&input.name.len())
-        && input.name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && input.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        && input
+            .name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && input
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if !valid {
-        return Err(ApiError::invalid_input(format!("Invalid project name: {}", input.name)));
+        return Err(ApiError::invalid_input(format!(
+            "Invalid project name: {}",
+            input.name
+        )));
     }
     if store.projects.contains_key(&input.name) {
         return Err(ApiError::already_exists(format!(

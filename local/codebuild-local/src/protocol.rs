@@ -35,7 +35,10 @@ pub const OPERATIONS: &[(&str, Operation)] = &[
     ("BatchGetBuildBatches", batches::batch_get_build_batches),
     ("StopBuildBatch", batches::stop_build_batch),
     ("RetryBuildBatch", batches::retry_build_batch),
-    ("ListBuildBatchesForProject", batches::list_build_batches_for_project),
+    (
+        "ListBuildBatchesForProject",
+        batches::list_build_batches_for_project,
+    ),
     ("ListBuildBatches", batches::list_build_batches),
 ];
 
@@ -66,9 +69,10 @@ fn initiator(headers: &HeaderMap) -> String {
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
     let mut response = (status, body.to_string()).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-amz-json-1.1"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-amz-json-1.1"),
+    );
     if let Ok(id) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
         response.headers_mut().insert("x-amzn-requestid", id);
     }
@@ -76,9 +80,20 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
 }
 
 /// `POST /`: one CodeBuild call.
-pub(crate) async fn handle(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    let name = target.strip_prefix(TARGET_PREFIX).unwrap_or(&target).to_owned();
+pub(crate) async fn handle(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let name = target
+        .strip_prefix(TARGET_PREFIX)
+        .unwrap_or(&target)
+        .to_owned();
     let params: Value = if body.is_empty() {
         Value::Object(serde_json::Map::new())
     } else {

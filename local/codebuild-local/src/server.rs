@@ -31,7 +31,11 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Self { region: "us-east-1".into(), account: "123456789012".into(), event_sink: None }
+        Self {
+            region: "us-east-1".into(),
+            account: "123456789012".into(),
+            event_sink: None,
+        }
     }
 }
 
@@ -68,7 +72,8 @@ impl AppState {
     /// Sends the state-change events of `changed` builds to the sink.
     pub(crate) fn emit(&self, changed: &[Build], now: DateTime<Utc>) {
         for build in changed {
-            self.events.emit(build, &self.config.region, &self.config.account, now);
+            self.events
+                .emit(build, &self.config.region, &self.config.account, now);
         }
     }
 }
@@ -84,8 +89,12 @@ pub struct Server {
 
 /// Starts the emulator on `addr` (`127.0.0.1:0` picks a free port).
 pub async fn serve(config: Config, addr: SocketAddr) -> Result<Server, Error> {
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source })?;
-    let addr = listener.local_addr().map_err(|source| Error::Bind { addr, source })?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| Error::Bind { addr, source })?;
     let clock = Clock::new();
     let state = AppState {
         store: Arc::default(),
@@ -104,12 +113,20 @@ pub async fn serve(config: Config, addr: SocketAddr) -> Result<Server, Error> {
         let shutdown = async {
             let _ = stopped.await;
         };
-        if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        if let Err(error) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
             tracing::error!(%error, "codebuild-local server stopped");
         }
     });
     tracing::info!(%addr, "codebuild-local listening");
-    Ok(Server { addr, clock, stop, task })
+    Ok(Server {
+        addr,
+        clock,
+        stop,
+        task,
+    })
 }
 
 impl Server {

@@ -45,15 +45,24 @@ pub struct Ctx {
 impl Ctx {
     /// `arn:aws:codebuild:REGION:ACCOUNT:build/ID`.
     pub fn build_arn(&self, id: &str) -> String {
-        format!("arn:aws:codebuild:{}:{}:build/{id}", self.region, self.account)
+        format!(
+            "arn:aws:codebuild:{}:{}:build/{id}",
+            self.region, self.account
+        )
     }
     /// `arn:aws:codebuild:REGION:ACCOUNT:build-batch/ID`.
     pub fn batch_arn(&self, id: &str) -> String {
-        format!("arn:aws:codebuild:{}:{}:build-batch/{id}", self.region, self.account)
+        format!(
+            "arn:aws:codebuild:{}:{}:build-batch/{id}",
+            self.region, self.account
+        )
     }
     /// `arn:aws:codebuild:REGION:ACCOUNT:project/NAME`.
     pub fn project_arn(&self, name: &str) -> String {
-        format!("arn:aws:codebuild:{}:{}:project/{name}", self.region, self.account)
+        format!(
+            "arn:aws:codebuild:{}:{}:project/{name}",
+            self.region, self.account
+        )
     }
     /// A new `project:uuid` id.
     pub fn new_id(project: &str) -> String {
@@ -74,7 +83,9 @@ pub fn id_from(id_or_arn: &str) -> &str {
 /// Accepts a project name or ARN and returns the name.
 pub fn project_from(name_or_arn: &str) -> &str {
     if name_or_arn.starts_with("arn:") {
-        name_or_arn.rsplit_once('/').map_or(name_or_arn, |(_, name)| name)
+        name_or_arn
+            .rsplit_once('/')
+            .map_or(name_or_arn, |(_, name)| name)
     } else {
         name_or_arn
     }
@@ -113,7 +124,10 @@ pub fn default_project(ctx: &Ctx, name: &str, body: Value) -> Project {
     Project {
         name: name.to_owned(),
         arn: ctx.project_arn(name),
-        source: field("source", json!({"type": "NO_SOURCE", "buildspec": "version: 0.2"})),
+        source: field(
+            "source",
+            json!({"type": "NO_SOURCE", "buildspec": "version: 0.2"}),
+        ),
         artifacts: field("artifacts", json!({"type": "NO_ARTIFACTS"})),
         environment: field(
             "environment",
@@ -126,22 +140,27 @@ pub fn default_project(ctx: &Ctx, name: &str, body: Value) -> Project {
                 "imagePullCredentialsType": "CODEBUILD"
             }),
         ),
-        service_role: body
-            .get("serviceRole")
-            .and_then(Value::as_str)
-            .map_or_else(|| format!("arn:aws:iam::{}:role/codebuild-local", ctx.account), str::to_owned),
+        service_role: body.get("serviceRole").and_then(Value::as_str).map_or_else(
+            || format!("arn:aws:iam::{}:role/codebuild-local", ctx.account),
+            str::to_owned,
+        ),
         timeout_in_minutes: int_field(&body, "timeoutInMinutes").unwrap_or(60),
         queued_timeout_in_minutes: int_field(&body, "queuedTimeoutInMinutes").unwrap_or(480),
         encryption_key: format!("arn:aws:kms:{}:{}:alias/aws/s3", ctx.region, ctx.account),
         created: ctx.now,
         last_modified: ctx.now,
         auto_retry_limit: int_field(&body, "autoRetryLimit"),
-        description: body.get("description").and_then(Value::as_str).map(str::to_owned),
+        description: body
+            .get("description")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
         next_build_number: 1,
         next_batch_number: 1,
     }
 }
 
 fn int_field(body: &Value, key: &str) -> Option<i32> {
-    body.get(key).and_then(Value::as_i64).and_then(|v| i32::try_from(v).ok())
+    body.get(key)
+        .and_then(Value::as_i64)
+        .and_then(|v| i32::try_from(v).ok())
 }

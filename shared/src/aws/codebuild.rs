@@ -6,8 +6,8 @@ use super::convert;
 use super::error::map_sdk_error;
 use crate::model::{BatchId, Build, BuildBatch, BuildId};
 use crate::ports::{
-    BatchLookup, BatchRetryType, BuildLookup, CodeBuild, CodeBuildError, ListBuildBatchesRequest, Page,
-    RetryBuildBatchRequest, RetryBuildRequest, StartBuildBatchRequest,
+    BatchLookup, BatchRetryType, BuildLookup, CodeBuild, CodeBuildError, ListBuildBatchesRequest,
+    Page, RetryBuildBatchRequest, RetryBuildRequest, StartBuildBatchRequest,
 };
 
 /// The SDK-backed CodeBuild adapter (cheap to clone: the SDK client is an `Arc`).
@@ -53,15 +53,16 @@ impl CodeBuild for SdkCodeBuild {
             .send()
             .await
             .map_err(|e| map_sdk_error(OP, e))?;
-        let build = out.build_value().ok_or_else(|| CodeBuildError::Unexpected {
-            operation: OP,
-            code: None,
-            message: "CodeBuild returned no build".into(),
-        })?;
+        let build = out
+            .build_value()
+            .ok_or_else(|| convert::malformed(OP, "no build"))?;
         convert::build(OP, build)
     }
 
-    async fn retry_build_batch(&self, request: &RetryBuildBatchRequest) -> Result<BuildBatch, CodeBuildError> {
+    async fn retry_build_batch(
+        &self,
+        request: &RetryBuildBatchRequest,
+    ) -> Result<BuildBatch, CodeBuildError> {
         const OP: &str = "RetryBuildBatch";
         let out = self
             .client
@@ -78,7 +79,10 @@ impl CodeBuild for SdkCodeBuild {
         convert::required_batch(OP, out.build_batch())
     }
 
-    async fn start_build_batch(&self, request: &StartBuildBatchRequest) -> Result<BuildBatch, CodeBuildError> {
+    async fn start_build_batch(
+        &self,
+        request: &StartBuildBatchRequest,
+    ) -> Result<BuildBatch, CodeBuildError> {
         const OP: &str = "StartBuildBatch";
         let overrides = request
             .environment_variables
@@ -110,7 +114,10 @@ impl CodeBuild for SdkCodeBuild {
         convert::required_batch(OP, out.build_batch())
     }
 
-    async fn batch_get_build_batches(&self, ids: &[BatchId]) -> Result<BatchLookup, CodeBuildError> {
+    async fn batch_get_build_batches(
+        &self,
+        ids: &[BatchId],
+    ) -> Result<BatchLookup, CodeBuildError> {
         const OP: &str = "BatchGetBuildBatches";
         let out = self
             .client
@@ -134,10 +141,11 @@ impl CodeBuild for SdkCodeBuild {
         request: &ListBuildBatchesRequest,
     ) -> Result<Page<BatchId>, CodeBuildError> {
         const OP: &str = "ListBuildBatchesForProject";
-        let filter = request
-            .status
-            .as_ref()
-            .map(|s| BuildBatchFilter::builder().status(StatusType::from(s.as_str())).build());
+        let filter = request.status.as_ref().map(|s| {
+            BuildBatchFilter::builder()
+                .status(StatusType::from(s.as_str()))
+                .build()
+        });
         let out = self
             .client
             .list_build_batches_for_project()
@@ -152,11 +160,8 @@ impl CodeBuild for SdkCodeBuild {
             .ids()
             .iter()
             .map(|raw| {
-                BatchId::parse(raw).map_err(|e| CodeBuildError::Unexpected {
-                    operation: OP,
-                    code: None,
-                    message: e.to_string(),
-                })
+                BatchId::parse(raw)
+                    .map_err(|e| convert::malformed(OP, &format!("a bad batch id: {e}")))
             })
             .collect::<Result<_, _>>()?;
         Ok(Page {
@@ -165,7 +170,10 @@ impl CodeBuild for SdkCodeBuild {
         })
     }
 
-    async fn list_projects(&self, next_token: Option<&str>) -> Result<Page<String>, CodeBuildError> {
+    async fn list_projects(
+        &self,
+        next_token: Option<&str>,
+    ) -> Result<Page<String>, CodeBuildError> {
         const OP: &str = "ListProjects";
         let out = self
             .client

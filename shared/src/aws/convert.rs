@@ -3,9 +3,10 @@
 use aws_sdk_codebuild::types as sdk;
 use chrono::{DateTime, Utc};
 
+use crate::model::ids::{ResourceId, ResourceKind};
 use crate::model::{
-    BatchId, Build, BuildBatch, BuildId, BuildPhase, BuildStatus, EnvironmentVariable, EnvironmentVariableType,
-    PhaseContext, PhaseStatus, PhaseType,
+    Build, BuildBatch, BuildPhase, BuildStatus, EnvironmentVariable, EnvironmentVariableType,
+    PhaseContext, PhaseType,
 };
 use crate::ports::CodeBuildError;
 
@@ -14,7 +15,10 @@ pub(crate) fn time(value: Option<&aws_smithy_types::DateTime>) -> Option<DateTim
 }
 
 fn status(value: Option<&sdk::StatusType>) -> BuildStatus {
-    value.map_or_else(|| BuildStatus::Unknown(String::new()), |s| BuildStatus::from(s.as_str()))
+    value.map_or_else(
+        || BuildStatus::Unknown(String::new()),
+        |s| BuildStatus::from(s.as_str()),
+    )
 }
 
 pub(crate) fn env_var_from_sdk(var: &sdk::EnvironmentVariable) -> EnvironmentVariable {
@@ -22,8 +26,12 @@ pub(crate) fn env_var_from_sdk(var: &sdk::EnvironmentVariable) -> EnvironmentVar
         name: var.name().to_owned(),
         value: var.value().to_owned(),
         variable_type: match var.r#type() {
-            Some(sdk::EnvironmentVariableType::ParameterStore) => EnvironmentVariableType::ParameterStore,
-            Some(sdk::EnvironmentVariableType::SecretsManager) => EnvironmentVariableType::SecretsManager,
+            Some(sdk::EnvironmentVariableType::ParameterStore) => {
+                EnvironmentVariableType::ParameterStore
+            }
+            Some(sdk::EnvironmentVariableType::SecretsManager) => {
+                EnvironmentVariableType::SecretsManager
+            }
             _ => EnvironmentVariableType::Plaintext,
         },
     }
@@ -49,7 +57,29 @@ pub(crate) fn env_var_to_sdk(
         })
 }
 
-fn malformed(operation: &'static str, what: &str) -> CodeBuildError {
+fn env_vars(environment: Option<&sdk::ProjectEnvironment>) -> Vec<EnvironmentVariable> {
+    environment
+        .map(|e| {
+            e.environment_variables()
+                .iter()
+                .map(env_var_from_sdk)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The id of a build or batch, preferring the ARN: it also says where the resource lives.
+fn resource_id<K: ResourceKind>(
+    operation: &'static str,
+    arn: Option<&str>,
+    id: Option<&str>,
+) -> Result<ResourceId<K>, CodeBuildError> {
+    arn.or(id)
+        .and_then(|raw| ResourceId::parse(raw).ok())
+        .ok_or_else(|| malformed(operation, &format!("an invalid {} id", K::ARN_RESOURCE)))
+}
+
+pub(crate) fn malformed(operation: &'static str, what: &str) -> CodeBuildError {
     CodeBuildError::Unexpected {
         operation,
         code: None,
@@ -58,14 +88,8 @@ fn malformed(operation: &'static str, what: &str) -> CodeBuildError {
 }
 
 pub(crate) fn build(operation: &'static str, b: &sdk::Build) -> Result<Build, CodeBuildError> {
-    // Prefer the ARN: it also says where the build lives.
-    let id = b
-        .arn()
-        .or(b.id())
-        .and_then(|raw| BuildId::parse(raw).ok())
-        .ok_or_else(|| malformed(operation, "a build without a valid id"))?;
     Ok(Build {
-        id,
+        id: resource_id(operation, b.arn(), b.id())?,
         arn: b.arn().map(str::to_owned),
         build_number: b.build_number(),
         status: status(b.build_status()),
@@ -79,19 +103,17 @@ pub(crate) fn build(operation: &'static str, b: &sdk::Build) -> Result<Build, Co
         end_time: time(b.end_time()),
         logs_link: b.logs().and_then(|l| l.deep_link()).map(str::to_owned),
         phases: b.phases().iter().map(phase).collect(),
-        environment_variables: b
-            .environment()
-            .map(|e| e.environment_variables().iter().map(env_var_from_sdk).collect())
-            .unwrap_or_default(),
+        environment_variables: env_vars(b.environment()),
     })
 }
 
 fn phase(p: &sdk::BuildPhase) -> BuildPhase {
     BuildPhase {
-        phase_type: p
-            .phase_type()
-            .map_or_else(|| PhaseType::Unknown(String::new()), |t| PhaseType::from(t.as_str())),
-        phase_status: p.phase_status().map(|s| PhaseStatus::from(s.as_str())),
+        phase_type: p.phase_type().map_or_else(
+            || PhaseType::Unknown(String::new()),
+            |t| PhaseType::from(t.as_str()),
+        ),
+        phase_status: p.phase_status().map(|s| BuildStatus::from(s.as_str())),
         start_time: time(p.start_time()),
         end_time: time(p.end_time()),
         duration_seconds: p.duration_in_seconds(),
@@ -106,14 +128,12 @@ fn phase(p: &sdk::BuildPhase) -> BuildPhase {
     }
 }
 
-pub(crate) fn batch(operation: &'static str, b: &sdk::BuildBatch) -> Result<BuildBatch, CodeBuildError> {
-    let id = b
-        .arn()
-        .or(b.id())
-        .and_then(|raw| BatchId::parse(raw).ok())
-        .ok_or_else(|| malformed(operation, "a batch without a valid id"))?;
+pub(crate) fn batch(
+    operation: &'static str,
+    b: &sdk::BuildBatch,
+) -> Result<BuildBatch, CodeBuildError> {
     Ok(BuildBatch {
-        id,
+        id: resource_id(operation, b.arn(), b.id())?,
         arn: b.arn().map(str::to_owned),
         status: status(b.build_batch_status()),
         complete: b.complete(),
@@ -122,16 +142,13 @@ pub(crate) fn batch(operation: &'static str, b: &sdk::BuildBatch) -> Result<Buil
         initiator: b.initiator().map(str::to_owned),
         start_time: time(b.start_time()),
         end_time: time(b.end_time()),
-        environment_variables: b
-            .environment()
-            .map(|e| e.environment_variables().iter().map(env_var_from_sdk).collect())
-            .unwrap_or_default(),
+        environment_variables: env_vars(b.environment()),
         build_ids: b
             .build_groups()
             .iter()
             .filter_map(|g| g.current_build_summary())
             .filter_map(|s| s.arn())
-            .filter_map(|arn| BuildId::parse(arn).ok())
+            .filter_map(|arn| ResourceId::parse(arn).ok())
             .collect(),
     })
 }
@@ -140,5 +157,8 @@ pub(crate) fn required_batch(
     operation: &'static str,
     b: Option<&sdk::BuildBatch>,
 ) -> Result<BuildBatch, CodeBuildError> {
-    batch(operation, b.ok_or_else(|| malformed(operation, "no buildBatch"))?)
+    batch(
+        operation,
+        b.ok_or_else(|| malformed(operation, "no buildBatch"))?,
+    )
 }

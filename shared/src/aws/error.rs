@@ -6,7 +6,10 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use crate::ports::CodeBuildError;
 
 /// Maps any operation's SDK error.
-pub(crate) fn map_sdk_error<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> CodeBuildError
+pub(crate) fn map_sdk_error<E>(
+    operation: &'static str,
+    err: SdkError<E, HttpResponse>,
+) -> CodeBuildError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
@@ -55,9 +58,12 @@ pub fn classify_service_error(
 ) -> CodeBuildError {
     let message = message.unwrap_or_default().to_owned();
     match code {
-        Some("ThrottlingException" | "Throttling" | "TooManyRequestsException" | "RequestLimitExceeded") => {
-            CodeBuildError::Throttled { operation, message }
-        }
+        Some(
+            "ThrottlingException"
+            | "Throttling"
+            | "TooManyRequestsException"
+            | "RequestLimitExceeded",
+        ) => CodeBuildError::Throttled { operation, message },
         // Some throttles arrive with another code but always say "Rate exceeded".
         _ if message.contains("Rate exceeded") => CodeBuildError::Throttled { operation, message },
         Some("AccountLimitExceededException") => CodeBuildError::AccountLimitExceeded {
@@ -89,7 +95,10 @@ fn queue_limit(message: &str) -> Option<u64> {
     let start = lower.find("more than ")? + "more than ".len();
     let rest = &lower[start..];
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    if !rest[digits.len()..].trim_start().starts_with("builds in queue") {
+    if !rest[digits.len()..]
+        .trim_start()
+        .starts_with("builds in queue")
+    {
         return None;
     }
     digits.parse().ok()
@@ -108,23 +117,89 @@ mod tests {
 
     #[test]
     fn queue_limit_reads_n() {
-        assert_eq!(queue_limit("Cannot have more than 0 builds in queue for the account"), Some(0));
-        assert_eq!(queue_limit("Cannot have more than 25 builds in queue for the account"), Some(25));
-        assert_eq!(queue_limit("Cannot have more than 5 concurrent builds"), None);
+        assert_eq!(
+            queue_limit("Cannot have more than 0 builds in queue for the account"),
+            Some(0)
+        );
+        assert_eq!(
+            queue_limit("Cannot have more than 25 builds in queue for the account"),
+            Some(25)
+        );
+        assert_eq!(
+            queue_limit("Cannot have more than 5 concurrent builds"),
+            None
+        );
         assert_eq!(queue_limit("Limit exceeded"), None);
     }
 
+    /// (code, message, HTTP status, expected variant, retryable)
+    type Case<'a> = (
+        Option<&'a str>,
+        &'a str,
+        u16,
+        fn(&CodeBuildError) -> bool,
+        bool,
+    );
+
     #[test]
     fn classification_table() {
-        let cases: &[(Option<&str>, &str, u16, fn(&CodeBuildError) -> bool, bool)] = &[
-            (Some("ThrottlingException"), "Rate exceeded", 400, |e| matches!(e, CodeBuildError::Throttled { .. }), true),
-            (None, "Rate exceeded", 400, |e| matches!(e, CodeBuildError::Throttled { .. }), true),
-            (Some("ResourceNotFoundException"), "Build not found", 400, |e| matches!(e, CodeBuildError::NotFound { .. }), false),
-            (Some("InvalidInputException"), "Invalid build ID", 400, |e| matches!(e, CodeBuildError::InvalidInput { .. }), false),
-            (Some("InvalidInputException"), "Idempotency token parameter mismatch", 400, |e| matches!(e, CodeBuildError::IdempotencyConflict { .. }), false),
-            (Some("InternalServerError"), "boom", 500, |e| matches!(e, CodeBuildError::ServerError { status: 500, .. }), true),
-            (Some("ServiceUnavailable"), "", 503, |e| matches!(e, CodeBuildError::ServerError { status: 503, .. }), true),
-            (Some("OAuthProviderException"), "", 400, |e| matches!(e, CodeBuildError::Unexpected { .. }), false),
+        let cases: &[Case] = &[
+            (
+                Some("ThrottlingException"),
+                "Rate exceeded",
+                400,
+                |e| matches!(e, CodeBuildError::Throttled { .. }),
+                true,
+            ),
+            (
+                None,
+                "Rate exceeded",
+                400,
+                |e| matches!(e, CodeBuildError::Throttled { .. }),
+                true,
+            ),
+            (
+                Some("ResourceNotFoundException"),
+                "Build not found",
+                400,
+                |e| matches!(e, CodeBuildError::NotFound { .. }),
+                false,
+            ),
+            (
+                Some("InvalidInputException"),
+                "Invalid build ID",
+                400,
+                |e| matches!(e, CodeBuildError::InvalidInput { .. }),
+                false,
+            ),
+            (
+                Some("InvalidInputException"),
+                "Idempotency token parameter mismatch",
+                400,
+                |e| matches!(e, CodeBuildError::IdempotencyConflict { .. }),
+                false,
+            ),
+            (
+                Some("InternalServerError"),
+                "boom",
+                500,
+                |e| matches!(e, CodeBuildError::ServerError { status: 500, .. }),
+                true,
+            ),
+            (
+                Some("ServiceUnavailable"),
+                "",
+                503,
+                |e| matches!(e, CodeBuildError::ServerError { status: 503, .. }),
+                true,
+            ),
+            (
+                Some("OAuthProviderException"),
+                "",
+                400,
+                |e| matches!(e, CodeBuildError::Unexpected { .. }),
+                false,
+            ),
         ];
         for (code, message, status, expected, retryable) in cases {
             let err = classify_service_error("RetryBuild", *code, Some(message), *status);

@@ -75,10 +75,18 @@ pub struct BuildStateDetail {
     #[serde(rename = "additional-information")]
     pub additional_information: AdditionalInformation,
     /// The phase the build is in.
-    #[serde(rename = "current-phase", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "current-phase",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub current_phase: Option<PhaseType>,
     /// A JSON-encoded list of context strings, as a string (see [`Self::current_phase_contexts`]).
-    #[serde(rename = "current-phase-context", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "current-phase-context",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub current_phase_context: Option<String>,
     /// Detail schema version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -98,25 +106,41 @@ pub struct AdditionalInformation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<Environment>,
     /// Timeout in minutes (AWS sends `60.0`).
-    #[serde(rename = "timeout-in-minutes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "timeout-in-minutes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout_in_minutes: Option<Number>,
     /// True once the build is over.
     #[serde(rename = "build-complete", default)]
     pub build_complete: bool,
     /// The build number (absent while in progress; AWS sends `55.0`).
-    #[serde(rename = "build-number", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "build-number",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub build_number: Option<Number>,
     /// Who started the build (a user, `codepipeline/...`, or our own retry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initiator: Option<String>,
     /// `Sep 1, 2017 4:12:29 PM` (kept verbatim; see [`parse_event_time`]).
-    #[serde(rename = "build-start-time", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "build-start-time",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub build_start_time: Option<String>,
     /// The primary source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<Map<String, Value>>,
     /// Branch, commit or tag the build ran.
-    #[serde(rename = "source-version", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "source-version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub source_version: Option<String>,
     /// CloudWatch Logs location.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -136,10 +160,18 @@ pub struct Environment {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     /// Docker privileged mode.
-    #[serde(rename = "privileged-mode", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "privileged-mode",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub privileged_mode: Option<bool>,
     /// Compute type.
-    #[serde(rename = "compute-type", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "compute-type",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub compute_type: Option<String>,
     /// Environment type, e.g. `LINUX_CONTAINER`.
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
@@ -172,10 +204,18 @@ pub struct EventEnvironmentVariable {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Logs {
     /// Log group.
-    #[serde(rename = "group-name", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "group-name",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub group_name: Option<String>,
     /// Log stream.
-    #[serde(rename = "stream-name", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "stream-name",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub stream_name: Option<String>,
     /// Console link.
     #[serde(rename = "deep-link", default, skip_serializing_if = "Option::is_none")]
@@ -189,22 +229,38 @@ pub struct Logs {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventPhase {
     /// Context strings `"STATUS_CODE: message"`.
-    #[serde(rename = "phase-context", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "phase-context",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub phase_context: Option<Vec<String>>,
     /// Start (CodeBuild time format).
-    #[serde(rename = "start-time", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "start-time",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub start_time: Option<String>,
     /// End (CodeBuild time format).
     #[serde(rename = "end-time", default, skip_serializing_if = "Option::is_none")]
     pub end_time: Option<String>,
     /// Duration; AWS mixes `0` and `0.0`.
-    #[serde(rename = "duration-in-seconds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "duration-in-seconds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub duration_in_seconds: Option<Number>,
     /// Which phase.
     #[serde(rename = "phase-type")]
     pub phase_type: PhaseType,
     /// How it ended.
-    #[serde(rename = "phase-status", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "phase-status",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub phase_status: Option<PhaseStatus>,
     /// Fields this type does not name.
     #[serde(flatten)]
@@ -285,8 +341,12 @@ impl BuildStateChangeEvent {
         let Some(raw) = self.detail.current_phase_context.as_deref() else {
             return Ok(Vec::new());
         };
-        let texts: Vec<String> = serde_json::from_str(raw).map_err(EventFieldError::PhaseContext)?;
-        Ok(texts.iter().map(|t| PhaseContext::from_event_text(t)).collect())
+        let texts: Vec<String> =
+            serde_json::from_str(raw).map_err(EventFieldError::PhaseContext)?;
+        Ok(texts
+            .iter()
+            .map(|t| PhaseContext::from_event_text(t))
+            .collect())
     }
 
     /// When the build started.
@@ -324,7 +384,10 @@ impl BuildStateChangeEvent {
             }
         }
         if let Some(logs) = copy.detail.additional_information.logs.as_mut() {
-            for field in [&mut logs.stream_name, &mut logs.deep_link].into_iter().flatten() {
+            for field in [&mut logs.stream_name, &mut logs.deep_link]
+                .into_iter()
+                .flatten()
+            {
                 *field = field.replace(&old_uuid, &identity.build_uuid);
             }
         }
@@ -351,7 +414,10 @@ mod tests {
     #[test]
     fn parses_both_time_forms() {
         let expected = Utc.with_ymd_and_hms(2017, 9, 1, 16, 12, 29).unwrap();
-        assert_eq!(parse_event_time("Sep 1, 2017 4:12:29 PM").unwrap(), expected);
+        assert_eq!(
+            parse_event_time("Sep 1, 2017 4:12:29 PM").unwrap(),
+            expected
+        );
         assert_eq!(parse_event_time("2017-09-01T16:12:29Z").unwrap(), expected);
         assert_eq!(
             parse_event_time("Sep 13, 2019 4:12:29 AM").unwrap(),

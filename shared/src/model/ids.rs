@@ -102,7 +102,11 @@ pub type BatchId = ResourceId<BatchKind>;
 
 /// Characters escaped when an id goes into one URL path segment or query value: everything but
 /// unreserved characters, so `/` and `:` of an ARN cannot split the path.
-const URL_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const URL_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 impl<K: ResourceKind> ResourceId<K> {
     /// Builds an id from its parts, validating both.
@@ -149,14 +153,22 @@ impl<K: ResourceKind> ResourceId<K> {
         };
         // arn:partition:service:region:account:resource — the resource keeps its own colon.
         let mut parts = input.splitn(6, ':');
-        let (Some("arn"), Some(partition), Some("codebuild"), Some(region), Some(account), Some(resource)) = (
+        let (
+            Some("arn"),
+            Some(partition),
+            Some("codebuild"),
+            Some(region),
+            Some(account),
+            Some(resource),
+        ) = (
             parts.next(),
             parts.next(),
             parts.next(),
             parts.next(),
             parts.next(),
             parts.next(),
-        ) else {
+        )
+        else {
             return Err(wrong());
         };
         let (resource_type, id) = resource.split_once('/').ok_or_else(wrong)?;
@@ -297,8 +309,7 @@ mod tests {
     use super::*;
 
     const UUID: &str = "8745a7a9-c340-456a-9166-edf953571bEX";
-    const BUILD_ARN: &str =
-        "arn:aws:codebuild:us-west-2:123456789012:build/my-sample-project:8745a7a9-c340-456a-9166-edf953571bEX";
+    const BUILD_ARN: &str = "arn:aws:codebuild:us-west-2:123456789012:build/my-sample-project:8745a7a9-c340-456a-9166-edf953571bEX";
 
     #[test]
     fn parses_project_uuid_form() {
@@ -315,7 +326,11 @@ mod tests {
         let id = BuildId::parse(BUILD_ARN).unwrap();
         let loc = id.location().unwrap();
         assert_eq!(
-            (loc.partition.as_str(), loc.region.as_str(), loc.account.as_str()),
+            (
+                loc.partition.as_str(),
+                loc.region.as_str(),
+                loc.account.as_str()
+            ),
             ("aws", "us-west-2", "123456789012")
         );
         assert_eq!(id.id(), format!("my-sample-project:{UUID}"));
@@ -333,26 +348,49 @@ mod tests {
     #[test]
     fn build_and_batch_arns_are_not_interchangeable() {
         let batch_arn = format!("arn:aws:codebuild:us-east-1:123456789012:build-batch/proj:{UUID}");
-        assert!(matches!(BuildId::parse(&batch_arn), Err(IdError::WrongArn { .. })));
-        assert!(matches!(BatchId::parse(BUILD_ARN), Err(IdError::WrongArn { .. })));
+        assert!(matches!(
+            BuildId::parse(&batch_arn),
+            Err(IdError::WrongArn { .. })
+        ));
+        assert!(matches!(
+            BatchId::parse(BUILD_ARN),
+            Err(IdError::WrongArn { .. })
+        ));
     }
+
+    type Case<'a> = (&'a str, fn(&IdError) -> bool);
 
     #[test]
     fn rejects_malformed_ids_with_the_right_error() {
-        let cases: &[(&str, fn(&IdError) -> bool)] = &[
+        let cases: &[Case] = &[
             ("", |e| matches!(e, IdError::Empty { .. })),
             ("no-colon", |e| matches!(e, IdError::Malformed { .. })),
-            (":8745a7a9-c340-456a-9166-edf953571bEX", |e| matches!(e, IdError::InvalidProject(_))),
-            ("-bad:8745a7a9-c340-456a-9166-edf953571bEX", |e| matches!(e, IdError::InvalidProject(_))),
-            ("a b:8745a7a9-c340-456a-9166-edf953571bEX", |e| matches!(e, IdError::InvalidProject(_))),
+            (":8745a7a9-c340-456a-9166-edf953571bEX", |e| {
+                matches!(e, IdError::InvalidProject(_))
+            }),
+            ("-bad:8745a7a9-c340-456a-9166-edf953571bEX", |e| {
+                matches!(e, IdError::InvalidProject(_))
+            }),
+            ("a b:8745a7a9-c340-456a-9166-edf953571bEX", |e| {
+                matches!(e, IdError::InvalidProject(_))
+            }),
             ("proj:not-a-uuid", |e| matches!(e, IdError::InvalidUuid(_))),
-            ("proj:8745a7a9c340-456a-9166-edf953571bEX1", |e| matches!(e, IdError::InvalidUuid(_))),
-            ("proj:8745a7a9-c340-456a-9166-edf953571bEX:x", |e| matches!(e, IdError::InvalidUuid(_))),
-            ("arn:aws:s3:::bucket/key", |e| matches!(e, IdError::WrongArn { .. })),
-            ("arn:aws:codebuild:us-east-1:12345:build/p:8745a7a9-c340-456a-9166-edf953571bEX", |e| {
+            ("proj:8745a7a9c340-456a-9166-edf953571bEX1", |e| {
+                matches!(e, IdError::InvalidUuid(_))
+            }),
+            ("proj:8745a7a9-c340-456a-9166-edf953571bEX:x", |e| {
+                matches!(e, IdError::InvalidUuid(_))
+            }),
+            ("arn:aws:s3:::bucket/key", |e| {
                 matches!(e, IdError::WrongArn { .. })
             }),
-            ("arn:aws:codebuild:us-east-1:123456789012:project/p", |e| matches!(e, IdError::WrongArn { .. })),
+            (
+                "arn:aws:codebuild:us-east-1:12345:build/p:8745a7a9-c340-456a-9166-edf953571bEX",
+                |e| matches!(e, IdError::WrongArn { .. }),
+            ),
+            ("arn:aws:codebuild:us-east-1:123456789012:project/p", |e| {
+                matches!(e, IdError::WrongArn { .. })
+            }),
         ];
         for (input, expected) in cases {
             let err = BuildId::parse(input).expect_err(input);
@@ -378,7 +416,10 @@ mod tests {
         for input in inputs {
             let id = BuildId::parse(&input).unwrap();
             let encoded = id.url_encoded();
-            assert!(!encoded.contains('/') && !encoded.contains(':'), "{encoded}");
+            assert!(
+                !encoded.contains('/') && !encoded.contains(':'),
+                "{encoded}"
+            );
             assert_eq!(BuildId::parse_url_encoded(&encoded).unwrap(), id);
         }
     }
@@ -391,7 +432,10 @@ mod tests {
     #[test]
     fn serde_keeps_the_given_form() {
         let id: BuildId = serde_json::from_value(serde_json::json!(BUILD_ARN)).unwrap();
-        assert_eq!(serde_json::to_value(&id).unwrap(), serde_json::json!(BUILD_ARN));
+        assert_eq!(
+            serde_json::to_value(&id).unwrap(),
+            serde_json::json!(BUILD_ARN)
+        );
         let short = format!("p1:{UUID}");
         let id: BuildId = serde_json::from_value(serde_json::json!(short)).unwrap();
         assert_eq!(serde_json::to_value(&id).unwrap(), serde_json::json!(short));

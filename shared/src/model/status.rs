@@ -105,23 +105,9 @@ string_enum! {
     }
 }
 
-string_enum! {
-    /// The outcome of one phase (`phaseStatus`, `phase-status`).
-    PhaseStatus {
-        /// Finished successfully.
-        Succeeded = "SUCCEEDED",
-        /// Failed.
-        Failed = "FAILED",
-        /// CodeBuild itself failed.
-        Fault = "FAULT",
-        /// Ran past the timeout.
-        TimedOut = "TIMED_OUT",
-        /// Running.
-        InProgress = "IN_PROGRESS",
-        /// Stopped.
-        Stopped = "STOPPED",
-    }
-}
+/// The outcome of one phase (`phaseStatus`, `phase-status`). CodeBuild uses one `StatusType`
+/// for builds, batches and phases, so this is the same type.
+pub type PhaseStatus = BuildStatus;
 
 /// One phase context: a status code and a message.
 ///
@@ -168,7 +154,10 @@ mod tests {
     fn known_and_unknown_values_round_trip() {
         for raw in ["SUCCEEDED", "IN_PROGRESS", "SOMETHING_NEW"] {
             let status: BuildStatus = serde_json::from_value(serde_json::json!(raw)).unwrap();
-            assert_eq!(serde_json::to_value(&status).unwrap(), serde_json::json!(raw));
+            assert_eq!(
+                serde_json::to_value(&status).unwrap(),
+                serde_json::json!(raw)
+            );
         }
         assert_eq!(BuildStatus::from("TIMED_OUT"), BuildStatus::TimedOut);
         assert_eq!(PhaseType::from("X"), PhaseType::Unknown("X".into()));
@@ -177,7 +166,8 @@ mod tests {
 
     #[test]
     fn splits_status_code_from_message() {
-        let ctx = PhaseContext::from_event_text("CLIENT_ERROR: Get \"https://x\": dial tcp: i/o timeout");
+        let ctx =
+            PhaseContext::from_event_text("CLIENT_ERROR: Get \"https://x\": dial tcp: i/o timeout");
         assert_eq!(ctx.status_code.as_deref(), Some("CLIENT_ERROR"));
         assert_eq!(ctx.message, "Get \"https://x\": dial tcp: i/o timeout");
     }

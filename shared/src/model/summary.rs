@@ -41,7 +41,8 @@ pub struct BuildSummary {
 
 impl From<&Build> for BuildSummary {
     fn from(build: &Build) -> Self {
-        let rfc3339 = |t: &chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+        let rfc3339 =
+            |t: &chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(SecondsFormat::AutoSi, true);
         let duration_seconds = match (build.start_time, build.end_time) {
             (Some(start), Some(end)) => Some((end - start).num_seconds()),
             _ => None,

@@ -18,8 +18,17 @@ pub async fn fetch_builds<C: CodeBuild>(
     ids: &[BuildId],
 ) -> Result<HashMap<String, Build>, CodeBuildError> {
     let mut seen = std::collections::HashSet::new();
-    let distinct: Vec<BuildId> = ids.iter().filter(|id| seen.insert(id.id())).cloned().collect();
-    let lookups = try_join_all(distinct.chunks(BATCH_GET_LIMIT).map(|chunk| codebuild.batch_get_builds(chunk))).await?;
+    let distinct: Vec<BuildId> = ids
+        .iter()
+        .filter(|id| seen.insert(id.id()))
+        .cloned()
+        .collect();
+    let lookups = try_join_all(
+        distinct
+            .chunks(BATCH_GET_LIMIT)
+            .map(|chunk| codebuild.batch_get_builds(chunk)),
+    )
+    .await?;
     Ok(lookups
         .into_iter()
         .flat_map(|lookup| lookup.builds)
@@ -28,7 +37,10 @@ pub async fn fetch_builds<C: CodeBuild>(
 }
 
 /// `GET /builds/{id}` → `{"build": Summary}`, 404 when CodeBuild does not know it.
-pub async fn get_build<C: CodeBuild>(codebuild: &C, requested: &RequestedId) -> Result<Value, ApiError> {
+pub async fn get_build<C: CodeBuild>(
+    codebuild: &C,
+    requested: &RequestedId,
+) -> Result<Value, ApiError> {
     let found = fetch_builds(codebuild, std::slice::from_ref(&requested.id))
         .await
         .map_err(upstream)?;
@@ -39,7 +51,10 @@ pub async fn get_build<C: CodeBuild>(codebuild: &C, requested: &RequestedId) -> 
 }
 
 /// `GET /builds?ids=` → `{"builds": [...in request order], "notFound": [ids as given]}`.
-pub async fn get_builds<C: CodeBuild>(codebuild: &C, requested: &[RequestedId]) -> Result<Value, ApiError> {
+pub async fn get_builds<C: CodeBuild>(
+    codebuild: &C,
+    requested: &[RequestedId],
+) -> Result<Value, ApiError> {
     let ids: Vec<BuildId> = requested.iter().map(|r| r.id.clone()).collect();
     let found = fetch_builds(codebuild, &ids).await.map_err(upstream)?;
     let mut builds = Vec::with_capacity(requested.len());

@@ -46,12 +46,16 @@ pub fn route(method: &str, path: &str, query: Option<&str>) -> Result<Route, Api
         ["builds", id] if !id.is_empty() => Some(*id),
         // An unencoded ARN has a `/` and spills into a third segment: say how to fix it.
         ["builds", first, ..] if first.starts_with("arn:") => {
-            return Err(ApiError::BadRequest("a build ARN in the path must be percent-encoded".into()));
+            return Err(ApiError::BadRequest(
+                "a build ARN in the path must be percent-encoded".into(),
+            ));
         }
         _ => return Err(ApiError::NotFound(format!("no route for {path}"))),
     };
     if method != "GET" {
-        return Err(ApiError::MethodNotAllowed(format!("{method} {path}: only GET is allowed")));
+        return Err(ApiError::MethodNotAllowed(format!(
+            "{method} {path}: only GET is allowed"
+        )));
     }
     match single {
         Some(id) => Ok(Route::GetBuild(RequestedId::parse(id)?)),
@@ -68,10 +72,15 @@ fn parse_ids_query(query: Option<&str>) -> Result<Vec<RequestedId>, ApiError> {
         .filter(|id| !id.is_empty())
         .collect();
     if raw.is_empty() {
-        return Err(ApiError::BadRequest("query parameter `ids` is required (1 to 100 build ids)".into()));
+        return Err(ApiError::BadRequest(
+            "query parameter `ids` is required (1 to 100 build ids)".into(),
+        ));
     }
     if raw.len() > MAX_IDS {
-        return Err(ApiError::BadRequest(format!("at most {MAX_IDS} ids, got {}", raw.len())));
+        return Err(ApiError::BadRequest(format!(
+            "at most {MAX_IDS} ids, got {}",
+            raw.len()
+        )));
     }
     raw.into_iter().map(RequestedId::parse).collect()
 }
@@ -89,7 +98,8 @@ mod tests {
 
     #[test]
     fn single_build_by_id_or_encoded_arn() {
-        let Route::GetBuild(id) = route("GET", &format!("/builds/proj:{UUID}"), None).unwrap() else {
+        let Route::GetBuild(id) = route("GET", &format!("/builds/proj:{UUID}"), None).unwrap()
+        else {
             panic!("wrong route")
         };
         assert_eq!(id.id.id(), format!("proj:{UUID}"));
@@ -104,9 +114,12 @@ mod tests {
 
     #[test]
     fn ids_query_keeps_order_and_limits() {
-        let Route::GetBuilds(ids) =
-            route("GET", "/builds", Some(&format!("ids=b1:{UUID},a1:{UUID}&x=1"))).unwrap()
-        else {
+        let Route::GetBuilds(ids) = route(
+            "GET",
+            "/builds",
+            Some(&format!("ids=b1:{UUID},a1:{UUID}&x=1")),
+        )
+        .unwrap() else {
             panic!("wrong route")
         };
         let projects: Vec<_> = ids.iter().map(|r| r.id.project().to_owned()).collect();
@@ -115,7 +128,11 @@ mod tests {
         let hundred = vec![format!("p1:{UUID}"); 100].join(",");
         assert!(route("GET", "/builds", Some(&format!("ids={hundred}"))).is_ok());
         let too_many = vec![format!("p1:{UUID}"); 101].join(",");
-        assert!(bad_request(route("GET", "/builds", Some(&format!("ids={too_many}")))));
+        assert!(bad_request(route(
+            "GET",
+            "/builds",
+            Some(&format!("ids={too_many}"))
+        )));
     }
 
     #[test]
@@ -123,19 +140,32 @@ mod tests {
         assert!(bad_request(route("GET", "/builds", None)));
         assert!(bad_request(route("GET", "/builds", Some("ids="))));
         assert!(bad_request(route("GET", "/builds", Some("other=1"))));
-        assert!(bad_request(route("GET", "/builds", Some(&format!("ids=p1:{UUID},nope")))));
+        assert!(bad_request(route(
+            "GET",
+            "/builds",
+            Some(&format!("ids=p1:{UUID},nope"))
+        )));
         assert!(bad_request(route("GET", "/builds/not-an-id", None)));
         assert!(bad_request(route("GET", "/builds/%FF", None)));
     }
 
     #[test]
     fn unknown_route_404_wrong_method_405() {
-        assert!(matches!(route("GET", "/projects", None), Err(ApiError::NotFound(_))));
-        assert!(matches!(route("GET", "/", None), Err(ApiError::NotFound(_))));
+        assert!(matches!(
+            route("GET", "/projects", None),
+            Err(ApiError::NotFound(_))
+        ));
+        assert!(matches!(
+            route("GET", "/", None),
+            Err(ApiError::NotFound(_))
+        ));
         assert!(matches!(
             route("POST", &format!("/builds/p1:{UUID}"), None),
             Err(ApiError::MethodNotAllowed(_))
         ));
-        assert!(matches!(route("DELETE", "/builds", None), Err(ApiError::MethodNotAllowed(_))));
+        assert!(matches!(
+            route("DELETE", "/builds", None),
+            Err(ApiError::MethodNotAllowed(_))
+        ));
     }
 }

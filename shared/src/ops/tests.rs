@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use super::{fetch_builds, handle};
 use crate::model::{BatchId, Build, BuildBatch, BuildId, BuildStatus, PhaseType};
 use crate::ports::{
-    BatchLookup, BuildLookup, CodeBuild, CodeBuildError, ListBuildBatchesRequest, Page, RetryBuildBatchRequest,
-    RetryBuildRequest, StartBuildBatchRequest,
+    BatchLookup, BuildLookup, CodeBuild, CodeBuildError, ListBuildBatchesRequest, Page,
+    RetryBuildBatchRequest, RetryBuildRequest, StartBuildBatchRequest,
 };
 
 /// Knows some builds, records every `BatchGetBuilds` call, optionally fails it.
@@ -45,23 +45,37 @@ fn unused<T>() -> Result<T, CodeBuildError> {
 
 impl CodeBuild for FakeCodeBuild {
     async fn batch_get_builds(&self, ids: &[BuildId]) -> Result<BuildLookup, CodeBuildError> {
-        self.calls.lock().unwrap().push(ids.iter().map(BuildId::id).collect());
+        self.calls
+            .lock()
+            .unwrap()
+            .push(ids.iter().map(BuildId::id).collect());
         if let Some(err) = &self.fail_with {
             return Err(err.clone());
         }
-        let (found, missing): (Vec<_>, Vec<_>) = ids.iter().partition(|id| self.builds.contains_key(&id.id()));
+        let (found, missing): (Vec<_>, Vec<_>) = ids
+            .iter()
+            .partition(|id| self.builds.contains_key(&id.id()));
         Ok(BuildLookup {
-            builds: found.iter().map(|id| self.builds[&id.id()].clone()).collect(),
+            builds: found
+                .iter()
+                .map(|id| self.builds[&id.id()].clone())
+                .collect(),
             not_found: missing.iter().map(|id| id.id()).collect(),
         })
     }
     async fn retry_build(&self, _: &RetryBuildRequest) -> Result<Build, CodeBuildError> {
         unused()
     }
-    async fn retry_build_batch(&self, _: &RetryBuildBatchRequest) -> Result<BuildBatch, CodeBuildError> {
+    async fn retry_build_batch(
+        &self,
+        _: &RetryBuildBatchRequest,
+    ) -> Result<BuildBatch, CodeBuildError> {
         unused()
     }
-    async fn start_build_batch(&self, _: &StartBuildBatchRequest) -> Result<BuildBatch, CodeBuildError> {
+    async fn start_build_batch(
+        &self,
+        _: &StartBuildBatchRequest,
+    ) -> Result<BuildBatch, CodeBuildError> {
         unused()
     }
     async fn stop_build_batch(&self, _: &BatchId) -> Result<BuildBatch, CodeBuildError> {
@@ -70,7 +84,10 @@ impl CodeBuild for FakeCodeBuild {
     async fn batch_get_build_batches(&self, _: &[BatchId]) -> Result<BatchLookup, CodeBuildError> {
         unused()
     }
-    async fn list_build_batches_for_project(&self, _: &ListBuildBatchesRequest) -> Result<Page<BatchId>, CodeBuildError> {
+    async fn list_build_batches_for_project(
+        &self,
+        _: &ListBuildBatchesRequest,
+    ) -> Result<Page<BatchId>, CodeBuildError> {
         unused()
     }
     async fn list_projects(&self, _: Option<&str>) -> Result<Page<String>, CodeBuildError> {
@@ -85,7 +102,9 @@ fn uuid(n: u32) -> String {
 fn build(id: &str) -> Build {
     let id = BuildId::parse(id).unwrap();
     Build {
-        arn: Some(format!("arn:aws:codebuild:us-east-1:123456789012:build/{id}")),
+        arn: Some(format!(
+            "arn:aws:codebuild:us-east-1:123456789012:build/{id}"
+        )),
         id,
         build_number: Some(7),
         status: BuildStatus::Failed,
@@ -182,19 +201,31 @@ async fn get_build_by_percent_encoded_arn() {
 #[tokio::test]
 async fn unknown_build_is_404() {
     let fake = FakeCodeBuild::default();
-    let (status, body) = call(&fake, apigw_event("GET", &format!("/builds/web:{}", uuid(5)), "")).await;
+    let (status, body) = call(
+        &fake,
+        apigw_event("GET", &format!("/builds/web:{}", uuid(5)), ""),
+    )
+    .await;
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "not_found");
 }
 
 #[tokio::test]
 async fn many_builds_keep_request_order_and_report_not_found() {
-    let ids: Vec<String> = [3, 1, 2].iter().map(|n| format!("web:{}", uuid(*n))).collect();
+    let ids: Vec<String> = [3, 1, 2]
+        .iter()
+        .map(|n| format!("web:{}", uuid(*n)))
+        .collect();
     let fake = FakeCodeBuild::with_builds(&[&ids[0], &ids[2]]);
     let query = format!("ids={},{},{}", ids[0], ids[1], ids[2]);
     let (status, body) = call(&fake, apigw_event("GET", "/builds", &query)).await;
     assert_eq!(status, 200, "{body}");
-    let got: Vec<&str> = body["builds"].as_array().unwrap().iter().map(|b| b["id"].as_str().unwrap()).collect();
+    let got: Vec<&str> = body["builds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
     assert_eq!(got, [ids[0].as_str(), ids[2].as_str()]);
     assert_eq!(body["notFound"], json!([ids[1]]));
 }
@@ -202,7 +233,10 @@ async fn many_builds_keep_request_order_and_report_not_found() {
 #[tokio::test]
 async fn bad_input_never_reaches_codebuild() {
     let fake = FakeCodeBuild::default();
-    let too_many = (0..101).map(|n| format!("web:{}", uuid(n))).collect::<Vec<_>>().join(",");
+    let too_many = (0..101)
+        .map(|n| format!("web:{}", uuid(n)))
+        .collect::<Vec<_>>()
+        .join(",");
     for (path, query) in [
         ("/builds", String::new()),
         ("/builds", format!("ids={too_many}")),
@@ -220,7 +254,11 @@ async fn bad_input_never_reaches_codebuild() {
 async fn unknown_route_and_wrong_method() {
     let fake = FakeCodeBuild::default();
     assert_eq!(call(&fake, apigw_event("GET", "/nope", "")).await.0, 404);
-    let (status, body) = call(&fake, apigw_event("POST", &format!("/builds/web:{}", uuid(1)), "")).await;
+    let (status, body) = call(
+        &fake,
+        apigw_event("POST", &format!("/builds/web:{}", uuid(1)), ""),
+    )
+    .await;
     assert_eq!(status, 405);
     assert_eq!(body["error"]["code"], "method_not_allowed");
 }
@@ -228,17 +266,38 @@ async fn unknown_route_and_wrong_method() {
 #[tokio::test]
 async fn upstream_errors_map_to_statuses() {
     let cases = [
-        (CodeBuildError::Throttled { operation: "BatchGetBuilds", message: "Rate exceeded".into() }, 429, "throttled"),
         (
-            CodeBuildError::ServerError { operation: "BatchGetBuilds", status: 500, message: String::new() },
+            CodeBuildError::Throttled {
+                operation: "BatchGetBuilds",
+                message: "Rate exceeded".into(),
+            },
+            429,
+            "throttled",
+        ),
+        (
+            CodeBuildError::ServerError {
+                operation: "BatchGetBuilds",
+                status: 500,
+                message: String::new(),
+            },
             503,
             "upstream_unavailable",
         ),
     ];
     for (err, status, code) in cases {
-        let fake = FakeCodeBuild { fail_with: Some(err), ..FakeCodeBuild::default() };
-        let (got, body) = call(&fake, apigw_event("GET", &format!("/builds/web:{}", uuid(1)), "")).await;
-        assert_eq!((got, body["error"]["code"].as_str().unwrap()), (status, code));
+        let fake = FakeCodeBuild {
+            fail_with: Some(err),
+            ..FakeCodeBuild::default()
+        };
+        let (got, body) = call(
+            &fake,
+            apigw_event("GET", &format!("/builds/web:{}", uuid(1)), ""),
+        )
+        .await;
+        assert_eq!(
+            (got, body["error"]["code"].as_str().unwrap()),
+            (status, code)
+        );
     }
 }
 

@@ -165,7 +165,9 @@ async fn invoke(
 
 /// Accepts a name, `name:qualifier` or a function ARN, as Lambda does.
 fn function_name(path: &str) -> &str {
-    let unqualified_arn = path.rsplit_once(":function:").map_or(path, |(_, rest)| rest);
+    let unqualified_arn = path
+        .rsplit_once(":function:")
+        .map_or(path, |(_, rest)| rest);
     unqualified_arn
         .split_once(':')
         .map_or(unqualified_arn, |(name, _)| name)

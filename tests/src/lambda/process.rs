@@ -92,7 +92,12 @@ impl FunctionProcess {
         })?;
         let echo = spec.echo_logs.then(|| spec.name.clone());
         if let Some(stdout) = child.stdout.take() {
-            tokio::spawn(collect(stdout, LogStream::Stdout, logs.clone(), echo.clone()));
+            tokio::spawn(collect(
+                stdout,
+                LogStream::Stdout,
+                logs.clone(),
+                echo.clone(),
+            ));
         }
         if let Some(stderr) = child.stderr.take() {
             tokio::spawn(collect(stderr, LogStream::Stderr, logs.clone(), echo));

@@ -63,7 +63,10 @@ impl RuntimeApi {
         let listener = TcpListener::bind(("127.0.0.1", 0))
             .await
             .map_err(HarnessError::Serve)?;
-        let address = listener.local_addr().map_err(HarnessError::Serve)?.to_string();
+        let address = listener
+            .local_addr()
+            .map_err(HarnessError::Serve)?
+            .to_string();
         let shared = Arc::new(Shared {
             function_arn,
             state: Mutex::new(Pending::default()),

@@ -37,7 +37,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let config = Config { region: args.region, account: args.account, event_sink: args.event_sink };
+    let config = Config {
+        region: args.region,
+        account: args.account,
+        event_sink: args.event_sink,
+    };
     let server = serve(config, SocketAddr::new(args.bind, args.port)).await?;
     // Scripts wait for this exact line on stdout before using the endpoint.
     println!("codebuild-local listening on {}", server.endpoint());

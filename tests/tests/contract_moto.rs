@@ -1,0 +1,552 @@
+//! Contract test: codebuild-local answers CodeBuild's JSON protocol with the same response SHAPES
+//! as moto's CodeBuild, for the operations both implement (CreateProject, BatchGetProjects,
+//! ListProjects, StartBuild, BatchGetBuilds, StopBuild, ListBuildsForProject and their
+//! not-found errors).
+//!
+//! Values are not compared: moto's are no reference (it reports every build SUCCEEDED on read,
+//! even a stopped one, and answers StartBuild with a hard-coded CodeCommit source). Shapes are:
+//! member names and JSON types, recursively, with array elements merged into one shape.
+//!
+//! Neither side is complete, so differences are judged, not just counted:
+//! - a member moto sends and the emulator does not → FAIL, unless listed in
+//!   [`EMULATOR_MAY_OMIT`] with the reason the autopilot can do without it;
+//! - a member the emulator sends and moto does not → FAIL, unless listed in [`MOTO_OMITS`]
+//!   (members the real service sends but moto leaves out); this keeps the emulator from
+//!   inventing members. Check botocore's model (`$CODEBUILD_SERVICE_MODEL`) before adding one;
+//! - the same member with different JSON types → always FAIL (`null` matches anything).
+//!
+//! An allow-listed member covers the members below it. Shapes of a structure (Build, Project)
+//! are merged over every response that carries one before comparing, because members depend on
+//! state (`endTime` only once a build has ended; moto sends it always, the emulator after
+//! StopBuild). Error answers are compared one by one: same HTTP status, same `__type`.
+//!
+//! Raw HTTP keeps the comparison about the wire: the SDK would hide missing members behind
+//! `Option`s. moto routes requests by the SigV4 `Authorization` header's credential scope, so an
+//! unsigned-but-scoped header is sent (moto does not verify signatures; the emulator ignores it).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use harness::moto::MotoServer;
+use serde_json::{Value, json};
+
+/// Members moto sends that the emulator may leave out: the real service sends them too, but
+/// nothing in the autopilot reads them (it reads ids, status, phases and their contexts,
+/// times, initiator, source version, environment variables, batch ARN and logs deep link).
+const EMULATOR_MAY_OMIT: &[(&str, &str)] = &[
+    ("Project.cache", "build cache settings; never read"),
+    ("Project.badge", "build badge settings; never read"),
+    ("Build.cache", "build cache settings; never read"),
+    (
+        "Build.secondarySources",
+        "only with secondary sources; never read",
+    ),
+    (
+        "Build.secondarySourceVersions",
+        "only with secondary sources; never read",
+    ),
+    (
+        "Build.secondaryArtifacts",
+        "only with secondary artifacts; never read",
+    ),
+    (
+        "Build.source.gitCloneDepth",
+        "source checkout detail; never read",
+    ),
+    (
+        "Build.source.gitSubmodulesConfig",
+        "source checkout detail; never read",
+    ),
+    (
+        "Build.source.buildspec",
+        "sent only when the project sets one; never read",
+    ),
+    (
+        "Build.source.insecureSsl",
+        "source checkout detail; never read",
+    ),
+    (
+        "Build.environment.privilegedMode",
+        "container setting; never read",
+    ),
+    (
+        "Build.environment.imagePullCredentialsType",
+        "container setting; never read",
+    ),
+    (
+        "Build.logs.cloudWatchLogs",
+        "log configuration; the autopilot reads logs.deepLink only",
+    ),
+    ("Build.logs.s3Logs", "log configuration; never read"),
+];
+
+/// Members the emulator sends that moto leaves out although the real service sends them
+/// (checked against botocore's CodeBuild model and the API reference).
+const MOTO_OMITS: &[(&str, &str)] = &[
+    (
+        "BatchGetBuilds.buildsNotFound",
+        "moto drops unknown ids silently",
+    ),
+    (
+        "BatchGetProjects.projectsNotFound",
+        "moto drops unknown names silently",
+    ),
+    ("Project.lastModified", "moto does not track modification"),
+    ("Build.artifacts", "moto's Build has no artifacts member"),
+    (
+        "Build.logs.groupName",
+        "moto sends only deepLink and cloudWatchLogsArn",
+    ),
+    (
+        "Build.logs.streamName",
+        "moto sends only deepLink and cloudWatchLogsArn",
+    ),
+    ("Build.phases.contexts", "moto never fails a phase"),
+];
+
+const TARGET_PREFIX: &str = "CodeBuild_20161006";
+
+/// One CodeBuild endpoint spoken to over raw HTTP.
+struct Endpoint {
+    url: String,
+    http: reqwest::Client,
+}
+
+/// A response reduced to what the contract is about.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    body: Value,
+}
+
+impl Endpoint {
+    fn new(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn call(&self, operation: &str, params: Value) -> Answer {
+        let response = self
+            .http
+            .post(format!("{}/", self.url))
+            .header("X-Amz-Target", format!("{TARGET_PREFIX}.{operation}"))
+            .header("Content-Type", "application/x-amz-json-1.1")
+            .header(
+                "Authorization",
+                "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/codebuild/aws4_request, \
+                 SignedHeaders=content-type;host;x-amz-target, Signature=0",
+            )
+            .body(params.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text)
+            .unwrap_or_else(|error| panic!("{operation}: not JSON ({error}): {text}"));
+        Answer { status, body }
+    }
+}
+
+/// The JSON type of a value, recursively; array elements merged into one shape.
+#[derive(Debug, Clone, PartialEq)]
+enum Shape {
+    Null,
+    Bool,
+    Number,
+    String,
+    Array(Box<Shape>),
+    Object(BTreeMap<String, Shape>),
+}
+
+impl Shape {
+    fn of(value: &Value) -> Shape {
+        match value {
+            Value::Null => Shape::Null,
+            Value::Bool(_) => Shape::Bool,
+            Value::Number(_) => Shape::Number,
+            Value::String(_) => Shape::String,
+            Value::Array(items) => Shape::Array(Box::new(
+                items.iter().map(Shape::of).fold(Shape::Null, Shape::merge),
+            )),
+            Value::Object(members) => Shape::Object(
+                members
+                    .iter()
+                    .map(|(name, value)| (name.clone(), Shape::of(value)))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The union of two shapes of the same place (elements of one array). `Null` is unknown.
+    fn merge(self, other: Shape) -> Shape {
+        match (self, other) {
+            (Shape::Null, shape) | (shape, Shape::Null) => shape,
+            (Shape::Object(mut left), Shape::Object(right)) => {
+                for (name, shape) in right {
+                    let merged = match left.remove(&name) {
+                        Some(existing) => existing.merge(shape),
+                        None => shape,
+                    };
+                    left.insert(name, merged);
+                }
+                Shape::Object(left)
+            }
+            (Shape::Array(left), Shape::Array(right)) => Shape::Array(Box::new(left.merge(*right))),
+            // Mixed scalar types inside one array: keep the first; the comparison reports it.
+            (left, _) => left,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Shape::Null => "null",
+            Shape::Bool => "boolean",
+            Shape::Number => "number",
+            Shape::String => "string",
+            Shape::Array(_) => "array",
+            Shape::Object(_) => "object",
+        }
+    }
+}
+
+/// What differs between two shapes of the same response.
+#[derive(Debug, Default)]
+struct Differences {
+    only_moto: BTreeSet<String>,
+    only_local: BTreeSet<String>,
+    type_mismatch: Vec<String>,
+}
+
+fn compare(path: &str, moto: &Shape, local: &Shape, out: &mut Differences) {
+    match (moto, local) {
+        (Shape::Null, _) | (_, Shape::Null) => {}
+        (Shape::Object(moto_members), Shape::Object(local_members)) => {
+            for (name, moto_shape) in moto_members {
+                let member = format!("{path}.{name}");
+                match local_members.get(name) {
+                    Some(local_shape) => compare(&member, moto_shape, local_shape, out),
+                    None => {
+                        out.only_moto.insert(member.clone());
+                        nested_members(&member, moto_shape, &mut out.only_moto);
+                    }
+                }
+            }
+            for (name, local_shape) in local_members {
+                if !moto_members.contains_key(name) {
+                    let member = format!("{path}.{name}");
+                    out.only_local.insert(member.clone());
+                    nested_members(&member, local_shape, &mut out.only_local);
+                }
+            }
+        }
+        (Shape::Array(moto_item), Shape::Array(local_item)) => {
+            compare(path, moto_item, local_item, out)
+        }
+        (moto, local) if moto.kind() == local.kind() => {}
+        (moto, local) => out.type_mismatch.push(format!(
+            "{path}: moto {} vs emulator {}",
+            moto.kind(),
+            local.kind()
+        )),
+    }
+}
+
+/// Every member path below a member present on one side only (each must be allow-listed too).
+fn nested_members(path: &str, shape: &Shape, into: &mut BTreeSet<String>) {
+    match shape {
+        Shape::Object(members) => {
+            for (name, member) in members {
+                let member_path = format!("{path}.{name}");
+                into.insert(member_path.clone());
+                nested_members(&member_path, member, into);
+            }
+        }
+        Shape::Array(item) => nested_members(path, item, into),
+        _ => {}
+    }
+}
+
+/// Top-level members that are shared structures get the structure's name as their path, so
+/// that one allow-list entry covers a Build wherever it appears.
+fn structure_root(operation: &str, member: &str) -> String {
+    match member {
+        "build" | "builds" => "Build".to_owned(),
+        "project" | "projects" if operation != "ListProjects" => "Project".to_owned(),
+        _ => format!("{operation}.{member}"),
+    }
+}
+
+/// Every successful response of one side, as shapes merged per root path (see
+/// [`structure_root`]), so a member seen in any response of a structure counts.
+fn merged_shapes(answers: &[(&'static str, Answer)]) -> BTreeMap<String, Shape> {
+    let mut merged: BTreeMap<String, Shape> = BTreeMap::new();
+    for (label, answer) in answers {
+        if answer.status != 200 {
+            continue;
+        }
+        let Shape::Object(members) = Shape::of(&answer.body) else {
+            panic!("{label}: response is not a JSON object: {:?}", answer.body);
+        };
+        for (name, shape) in members {
+            let path = structure_root(operation_of(label), &name);
+            let shape = match merged.remove(&path) {
+                Some(existing) => existing.merge(shape),
+                None => shape,
+            };
+            merged.insert(path, shape);
+        }
+    }
+    merged
+}
+
+fn compare_errors(label: &str, moto: &Answer, local: &Answer) {
+    assert_eq!(
+        moto.status, local.status,
+        "{label}: HTTP status differs; moto {:?}, emulator {:?}",
+        moto.body, local.body
+    );
+    if moto.status != 200 {
+        // The SDK reads `__type` (and `message`) of an error: the same type is the contract.
+        assert_eq!(
+            moto.body["__type"], local.body["__type"],
+            "{label}: error type differs; moto {:?}, emulator {:?}",
+            moto.body, local.body
+        );
+        assert!(
+            local.body["message"].is_string(),
+            "{label}: {:?}",
+            local.body
+        );
+    }
+}
+
+fn compare_sides(
+    moto: &BTreeMap<String, Shape>,
+    local: &BTreeMap<String, Shape>,
+    out: &mut Differences,
+) {
+    let roots: BTreeSet<&String> = moto.keys().chain(local.keys()).collect();
+    for root in roots {
+        match (moto.get(root), local.get(root)) {
+            (Some(moto_shape), Some(local_shape)) => compare(root, moto_shape, local_shape, out),
+            (Some(moto_shape), None) => {
+                out.only_moto.insert(root.clone());
+                nested_members(root, moto_shape, &mut out.only_moto);
+            }
+            (None, Some(local_shape)) => {
+                out.only_local.insert(root.clone());
+                nested_members(root, local_shape, &mut out.only_local);
+            }
+            (None, None) => {}
+        }
+    }
+}
+
+/// Whether a member path or one of its ancestors is in an allow-list.
+fn allowed(path: &str, list: &[(&str, &str)]) -> bool {
+    list.iter().any(|(allowed, _)| {
+        path == *allowed
+            || path
+                .strip_prefix(allowed)
+                .is_some_and(|rest| rest.starts_with('.'))
+    })
+}
+
+/// Runs the same call sequence against one endpoint; returns (operation, answer) in order.
+async fn call_sequence(endpoint: &Endpoint) -> Vec<(&'static str, Answer)> {
+    let project = json!({
+        "name": "contract-app",
+        "source": {"type": "GITHUB", "location": "https://github.com/example/app.git"},
+        "artifacts": {"type": "NO_ARTIFACTS"},
+        "environment": {
+            "type": "LINUX_CONTAINER",
+            "image": "aws/codebuild/standard:7.0",
+            "computeType": "BUILD_GENERAL1_SMALL"
+        },
+        "serviceRole": "arn:aws:iam::123456789012:role/codebuild"
+    });
+    let mut answers = Vec::new();
+    answers.push((
+        "CreateProject",
+        endpoint.call("CreateProject", project.clone()).await,
+    ));
+    answers.push((
+        "CreateProject(again)",
+        endpoint.call("CreateProject", project).await,
+    ));
+    answers.push((
+        "BatchGetProjects",
+        endpoint
+            .call(
+                "BatchGetProjects",
+                json!({"names": ["contract-app", "ghost"]}),
+            )
+            .await,
+    ));
+    answers.push((
+        "ListProjects",
+        endpoint.call("ListProjects", json!({})).await,
+    ));
+
+    let started = endpoint
+        .call(
+            "StartBuild",
+            json!({
+                "projectName": "contract-app",
+                "sourceVersion": "refs/heads/main",
+                "environmentVariablesOverride": [{"name": "STAGE", "value": "test", "type": "PLAINTEXT"}]
+            }),
+        )
+        .await;
+    let build_id = started.body["build"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("StartBuild without build.id: {:?}", started.body))
+        .to_owned();
+    answers.push(("StartBuild", started));
+    answers.push((
+        "BatchGetBuilds",
+        endpoint
+            .call(
+                "BatchGetBuilds",
+                json!({"ids": [build_id, "contract-app:00000000-0000-0000-0000-000000000000"]}),
+            )
+            .await,
+    ));
+    answers.push((
+        "StopBuild",
+        endpoint.call("StopBuild", json!({"id": build_id})).await,
+    ));
+    answers.push((
+        "BatchGetBuilds(stopped)",
+        endpoint
+            .call("BatchGetBuilds", json!({"ids": [build_id]}))
+            .await,
+    ));
+    answers.push((
+        "ListBuildsForProject",
+        endpoint
+            .call(
+                "ListBuildsForProject",
+                json!({"projectName": "contract-app"}),
+            )
+            .await,
+    ));
+    answers.push((
+        "StartBuild(unknown project)",
+        endpoint
+            .call("StartBuild", json!({"projectName": "ghost"}))
+            .await,
+    ));
+    answers.push((
+        "StopBuild(unknown build)",
+        endpoint
+            .call(
+                "StopBuild",
+                json!({"id": "contract-app:00000000-0000-0000-0000-000000000000"}),
+            )
+            .await,
+    ));
+    answers.push((
+        "ListBuildsForProject(unknown project)",
+        endpoint
+            .call("ListBuildsForProject", json!({"projectName": "ghost"}))
+            .await,
+    ));
+    answers
+}
+
+/// The operation name without the "(variant)" suffix used to label a call.
+fn operation_of(label: &str) -> &str {
+    label.split('(').next().unwrap_or(label)
+}
+
+#[tokio::test]
+async fn codebuild_local_answers_with_the_shapes_moto_answers_with() {
+    let moto = MotoServer::start().await.unwrap();
+    let local = codebuild_local::serve(
+        codebuild_local::Config::default(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+
+    let moto_answers = call_sequence(&Endpoint::new(moto.endpoint())).await;
+    let local_answers = call_sequence(&Endpoint::new(&local.endpoint())).await;
+    local.shutdown().await;
+
+    assert_eq!(moto_answers.len(), local_answers.len());
+    for ((label, moto_answer), (_, local_answer)) in moto_answers.iter().zip(&local_answers) {
+        compare_errors(label, moto_answer, local_answer);
+    }
+    let mut differences = Differences::default();
+    compare_sides(
+        &merged_shapes(&moto_answers),
+        &merged_shapes(&local_answers),
+        &mut differences,
+    );
+
+    let missing: Vec<&String> = differences
+        .only_moto
+        .iter()
+        .filter(|path| !allowed(path, EMULATOR_MAY_OMIT))
+        .collect();
+    let invented: Vec<&String> = differences
+        .only_local
+        .iter()
+        .filter(|path| !allowed(path, MOTO_OMITS))
+        .collect();
+    assert!(
+        missing.is_empty() && invented.is_empty() && differences.type_mismatch.is_empty(),
+        "CodeBuild shape contract broken:\n  members moto sends, the emulator does not: {missing:?}\n  \
+         members only the emulator sends (not known to be real): {invented:?}\n  \
+         type mismatches: {:?}",
+        differences.type_mismatch
+    );
+}
+
+#[test]
+fn a_missing_member_a_new_member_and_a_type_change_are_all_detected() {
+    let moto = Shape::of(&json!({"id": "x", "phases": [{"phaseType": "BUILD"}], "n": 1}));
+    let local = Shape::of(&json!({"id": 1, "phases": [{"contexts": []}], "extra": {"a": true}}));
+    let mut out = Differences::default();
+    compare("Build", &moto, &local, &mut out);
+    assert_eq!(
+        out.only_moto,
+        BTreeSet::from(["Build.n".to_owned(), "Build.phases.phaseType".to_owned()])
+    );
+    assert_eq!(
+        out.only_local,
+        BTreeSet::from([
+            "Build.extra".to_owned(),
+            "Build.extra.a".to_owned(),
+            "Build.phases.contexts".to_owned()
+        ])
+    );
+    assert_eq!(
+        out.type_mismatch,
+        vec!["Build.id: moto string vs emulator number"]
+    );
+}
+
+#[test]
+fn array_elements_are_merged_and_null_matches_anything() {
+    let moto = Shape::of(&json!({"phases": [{"a": 1}, {"b": "x"}], "endTime": null}));
+    let local = Shape::of(&json!({"phases": [{"a": 2, "b": "y"}], "endTime": 1.5}));
+    let mut out = Differences::default();
+    compare("Build", &moto, &local, &mut out);
+    assert!(out.only_moto.is_empty(), "{out:?}");
+    assert!(out.only_local.is_empty(), "{out:?}");
+    assert!(out.type_mismatch.is_empty(), "{out:?}");
+}
+
+#[test]
+fn an_allow_listed_member_covers_its_children_only() {
+    let list = [("Build.cache", "reason")];
+    assert!(allowed("Build.cache", &list));
+    assert!(allowed("Build.cache.type", &list));
+    assert!(!allowed("Build.cacheKey", &list));
+    assert!(!allowed("Build", &list));
+}
