@@ -3,9 +3,16 @@
 //! ListProjects, StartBuild, BatchGetBuilds, StopBuild, ListBuildsForProject and their
 //! not-found errors).
 //!
+//! The same SDK call sequence runs against both: one `aws-sdk-codebuild` client per endpoint
+//! (static credentials, us-east-1, retries off, so each call is exactly one request). The SDK
+//! must take every answer on both sides: a success as its typed output, an error as a service
+//! error whose code is the body's `__type`. An answer the SDK cannot parse fails the test.
+//!
 //! Values are not compared: moto's are no reference (it reports every build SUCCEEDED on read,
 //! even a stopped one, and answers StartBuild with a hard-coded CodeCommit source). Shapes are:
-//! member names and JSON types, recursively, with array elements merged into one shape.
+//! member names and JSON types, recursively, with array elements merged into one shape. They
+//! are read from the raw response bodies, captured by an SDK interceptor ([`Capture`]): the
+//! typed outputs would hide missing members behind `Option`s and drop unknown ones.
 //!
 //! Neither side is complete, so differences are judged, not just counted:
 //! - a member moto sends and the emulator does not → FAIL, unless listed in
@@ -18,15 +25,28 @@
 //! An allow-listed member covers the members below it. Shapes of a structure (Build, Project)
 //! are merged over every response that carries one before comparing, because members depend on
 //! state (`endTime` only once a build has ended; moto sends it always, the emulator after
-//! StopBuild). Error answers are compared one by one: same HTTP status, same `__type`.
+//! StopBuild). Error answers are compared one by one: same HTTP status, same `__type`, same
+//! error code as the SDK reads it.
 //!
-//! Raw HTTP keeps the comparison about the wire: the SDK would hide missing members behind
-//! `Option`s. moto routes requests by the SigV4 `Authorization` header's credential scope, so an
-//! unsigned-but-scoped header is sent (moto does not verify signatures; the emulator ignores it).
+//! moto routes requests by the SigV4 `Authorization` header's credential scope; the SDK signs
+//! for `codebuild`, so no workaround is needed (moto does not verify signatures; the emulator
+//! ignores them).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 
+use aws_sdk_codebuild::Client;
+use aws_sdk_codebuild::config::interceptors::AfterDeserializationInterceptorContextRef;
+use aws_sdk_codebuild::config::retry::RetryConfig;
+use aws_sdk_codebuild::config::{
+    BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents,
+};
+use aws_sdk_codebuild::error::{BoxError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_codebuild::types::{
+    ArtifactsType, ComputeType, EnvironmentType, EnvironmentVariable, EnvironmentVariableType,
+    ProjectArtifacts, ProjectEnvironment, ProjectSource, SourceType,
+};
 use harness::moto::MotoServer;
 use serde_json::{Value, json};
 
@@ -104,12 +124,42 @@ const MOTO_OMITS: &[(&str, &str)] = &[
     ("Build.phases.contexts", "moto never fails a phase"),
 ];
 
-const TARGET_PREFIX: &str = "CodeBuild_20161006";
+/// An SDK interceptor that keeps the HTTP status and raw body of every response the client
+/// receives. It reads after deserialization: only then has the SDK buffered the body (before
+/// it, `body().bytes()` is `None` for a response still streaming in).
+#[derive(Debug, Clone, Default)]
+struct Capture(Arc<Mutex<Vec<RawResponse>>>);
 
-/// One CodeBuild endpoint spoken to over raw HTTP.
-struct Endpoint {
-    url: String,
-    http: reqwest::Client,
+/// A response as it came over the wire.
+#[derive(Debug)]
+struct RawResponse {
+    status: u16,
+    body: Vec<u8>,
+}
+
+impl Intercept for Capture {
+    fn name(&self) -> &'static str {
+        "ContractCapture"
+    }
+
+    fn read_after_deserialization(
+        &self,
+        context: &AfterDeserializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let response = context.response();
+        let body = response
+            .body()
+            .bytes()
+            .ok_or("response body was not buffered")?
+            .to_vec();
+        self.0.lock().unwrap().push(RawResponse {
+            status: response.status().as_u16(),
+            body,
+        });
+        Ok(())
+    }
 }
 
 /// A response reduced to what the contract is about.
@@ -117,36 +167,98 @@ struct Endpoint {
 struct Answer {
     status: u16,
     body: Value,
+    /// The error code the SDK read from an error answer; `None` for a success.
+    error_code: Option<String>,
+}
+
+/// One CodeBuild endpoint spoken to through the SDK, recording every answer in call order.
+struct Endpoint {
+    client: Client,
+    capture: Capture,
+    answers: Vec<(&'static str, Answer)>,
 }
 
 impl Endpoint {
     fn new(url: &str) -> Self {
+        let capture = Capture::default();
+        let config = aws_sdk_codebuild::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(url)
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "contract"))
+            .retry_config(RetryConfig::disabled())
+            .interceptor(capture.clone())
+            .build();
         Self {
-            url: url.to_owned(),
-            http: reqwest::Client::new(),
+            client: Client::from_conf(config),
+            capture,
+            answers: Vec::new(),
         }
     }
 
-    async fn call(&self, operation: &str, params: Value) -> Answer {
-        let response = self
-            .http
-            .post(format!("{}/", self.url))
-            .header("X-Amz-Target", format!("{TARGET_PREFIX}.{operation}"))
-            .header("Content-Type", "application/x-amz-json-1.1")
-            .header(
-                "Authorization",
-                "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/codebuild/aws4_request, \
-                 SignedHeaders=content-type;host;x-amz-target, Signature=0",
-            )
-            .body(params.to_string())
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        let body = serde_json::from_str(&text)
-            .unwrap_or_else(|error| panic!("{operation}: not JSON ({error}): {text}"));
-        Answer { status, body }
+    /// Records the answer to the call just made: the captured raw body, checked against what
+    /// the SDK made of it. Returns the typed output of a success.
+    fn record<O, E>(&mut self, label: &'static str, result: Result<O, SdkError<E>>) -> Option<O>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let captured = std::mem::take(&mut *self.capture.0.lock().unwrap());
+        if captured.len() != 1 {
+            let error = result.err().map(|e| DisplayErrorContext(e).to_string());
+            panic!(
+                "{label}: expected exactly one captured response, got {}; SDK error: {error:?}",
+                captured.len()
+            );
+        }
+        let RawResponse {
+            status,
+            body: bytes,
+        } = captured.into_iter().next().unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        let body: Value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|error| panic!("{label}: not JSON ({error}): {text}"));
+        match result {
+            Ok(output) => {
+                assert_eq!(
+                    status, 200,
+                    "{label}: the SDK took HTTP {status} as a success"
+                );
+                self.answers.push((
+                    label,
+                    Answer {
+                        status,
+                        body,
+                        error_code: None,
+                    },
+                ));
+                Some(output)
+            }
+            Err(error) if error.as_service_error().is_some() => {
+                let code = error.code().map(str::to_owned);
+                // The SDK strips a `namespace#` prefix and a `:suffix` from `__type`.
+                let wire_type = body["__type"].as_str().map(|t| {
+                    let t = t.rsplit('#').next().unwrap_or(t);
+                    t.split(':').next().unwrap_or(t).to_owned()
+                });
+                assert!(
+                    code.is_some() && code == wire_type,
+                    "{label}: the SDK read error code {code:?} from HTTP {status}: {text}"
+                );
+                self.answers.push((
+                    label,
+                    Answer {
+                        status,
+                        body,
+                        error_code: code,
+                    },
+                ));
+                None
+            }
+            Err(error) => panic!(
+                "{label}: the SDK could not take the HTTP {status} answer ({}): {text}",
+                DisplayErrorContext(error)
+            ),
+        }
     }
 }
 
@@ -308,12 +420,23 @@ fn compare_errors(label: &str, moto: &Answer, local: &Answer) {
         "{label}: HTTP status differs; moto {:?}, emulator {:?}",
         moto.body, local.body
     );
+    assert_eq!(
+        moto.error_code.is_some(),
+        local.error_code.is_some(),
+        "{label}: the SDK took one answer as an error and the other not; moto {:?}, emulator {:?}",
+        moto.body,
+        local.body
+    );
     if moto.status != 200 {
         // The SDK reads `__type` (and `message`) of an error: the same type is the contract.
         assert_eq!(
             moto.body["__type"], local.body["__type"],
             "{label}: error type differs; moto {:?}, emulator {:?}",
             moto.body, local.body
+        );
+        assert_eq!(
+            moto.error_code, local.error_code,
+            "{label}: the SDK reads different error codes"
         );
         assert!(
             local.body["message"].is_string(),
@@ -355,107 +478,113 @@ fn allowed(path: &str, list: &[(&str, &str)]) -> bool {
     })
 }
 
-/// Runs the same call sequence against one endpoint; returns (operation, answer) in order.
-async fn call_sequence(endpoint: &Endpoint) -> Vec<(&'static str, Answer)> {
-    let project = json!({
-        "name": "contract-app",
-        "source": {"type": "GITHUB", "location": "https://github.com/example/app.git"},
-        "artifacts": {"type": "NO_ARTIFACTS"},
-        "environment": {
-            "type": "LINUX_CONTAINER",
-            "image": "aws/codebuild/standard:7.0",
-            "computeType": "BUILD_GENERAL1_SMALL"
-        },
-        "serviceRole": "arn:aws:iam::123456789012:role/codebuild"
-    });
-    let mut answers = Vec::new();
-    answers.push((
-        "CreateProject",
-        endpoint.call("CreateProject", project.clone()).await,
-    ));
-    answers.push((
-        "CreateProject(again)",
-        endpoint.call("CreateProject", project).await,
-    ));
-    answers.push((
+/// Runs the same SDK call sequence against one endpoint; returns (label, answer) in order.
+async fn call_sequence(url: &str) -> Vec<(&'static str, Answer)> {
+    const UNKNOWN_BUILD: &str = "contract-app:00000000-0000-0000-0000-000000000000";
+    let mut endpoint = Endpoint::new(url);
+    let client = endpoint.client.clone();
+
+    let create_project = client
+        .create_project()
+        .name("contract-app")
+        .source(
+            ProjectSource::builder()
+                .r#type(SourceType::Github)
+                .location("https://github.com/example/app.git")
+                .build()
+                .unwrap(),
+        )
+        .artifacts(
+            ProjectArtifacts::builder()
+                .r#type(ArtifactsType::NoArtifacts)
+                .build()
+                .unwrap(),
+        )
+        .environment(
+            ProjectEnvironment::builder()
+                .r#type(EnvironmentType::LinuxContainer)
+                .image("aws/codebuild/standard:7.0")
+                .compute_type(ComputeType::BuildGeneral1Small)
+                .build()
+                .unwrap(),
+        )
+        .service_role("arn:aws:iam::123456789012:role/codebuild");
+    endpoint.record("CreateProject", create_project.clone().send().await);
+    endpoint.record("CreateProject(again)", create_project.send().await);
+    endpoint.record(
         "BatchGetProjects",
-        endpoint
-            .call(
-                "BatchGetProjects",
-                json!({"names": ["contract-app", "ghost"]}),
-            )
+        client
+            .batch_get_projects()
+            .names("contract-app")
+            .names("ghost")
+            .send()
             .await,
-    ));
-    answers.push((
-        "ListProjects",
-        endpoint.call("ListProjects", json!({})).await,
-    ));
+    );
+    endpoint.record("ListProjects", client.list_projects().send().await);
 
     let started = endpoint
-        .call(
+        .record(
             "StartBuild",
-            json!({
-                "projectName": "contract-app",
-                "sourceVersion": "refs/heads/main",
-                "environmentVariablesOverride": [{"name": "STAGE", "value": "test", "type": "PLAINTEXT"}]
-            }),
+            client
+                .start_build()
+                .project_name("contract-app")
+                .source_version("refs/heads/main")
+                .environment_variables_override(
+                    EnvironmentVariable::builder()
+                        .name("STAGE")
+                        .value("test")
+                        .r#type(EnvironmentVariableType::Plaintext)
+                        .build()
+                        .unwrap(),
+                )
+                .send()
+                .await,
         )
-        .await;
-    let build_id = started.body["build"]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("StartBuild without build.id: {:?}", started.body))
+        .expect("StartBuild failed");
+    let build_id = started
+        .build_value()
+        .and_then(|build| build.id())
+        .expect("StartBuild without build.id")
         .to_owned();
-    answers.push(("StartBuild", started));
-    answers.push((
+    endpoint.record(
         "BatchGetBuilds",
-        endpoint
-            .call(
-                "BatchGetBuilds",
-                json!({"ids": [build_id, "contract-app:00000000-0000-0000-0000-000000000000"]}),
-            )
+        client
+            .batch_get_builds()
+            .ids(&build_id)
+            .ids(UNKNOWN_BUILD)
+            .send()
             .await,
-    ));
-    answers.push((
-        "StopBuild",
-        endpoint.call("StopBuild", json!({"id": build_id})).await,
-    ));
-    answers.push((
+    );
+    endpoint.record("StopBuild", client.stop_build().id(&build_id).send().await);
+    endpoint.record(
         "BatchGetBuilds(stopped)",
-        endpoint
-            .call("BatchGetBuilds", json!({"ids": [build_id]}))
-            .await,
-    ));
-    answers.push((
+        client.batch_get_builds().ids(&build_id).send().await,
+    );
+    endpoint.record(
         "ListBuildsForProject",
-        endpoint
-            .call(
-                "ListBuildsForProject",
-                json!({"projectName": "contract-app"}),
-            )
+        client
+            .list_builds_for_project()
+            .project_name("contract-app")
+            .send()
             .await,
-    ));
-    answers.push((
+    );
+    endpoint.record(
         "StartBuild(unknown project)",
-        endpoint
-            .call("StartBuild", json!({"projectName": "ghost"}))
-            .await,
-    ));
-    answers.push((
+        client.start_build().project_name("ghost").send().await,
+    );
+    endpoint.record(
         "StopBuild(unknown build)",
-        endpoint
-            .call(
-                "StopBuild",
-                json!({"id": "contract-app:00000000-0000-0000-0000-000000000000"}),
-            )
-            .await,
-    ));
-    answers.push((
+        client.stop_build().id(UNKNOWN_BUILD).send().await,
+    );
+    endpoint.record(
         "ListBuildsForProject(unknown project)",
-        endpoint
-            .call("ListBuildsForProject", json!({"projectName": "ghost"}))
+        client
+            .list_builds_for_project()
+            .project_name("ghost")
+            .send()
             .await,
-    ));
-    answers
+    );
+    endpoint.answers
 }
 
 /// The operation name without the "(variant)" suffix used to label a call.
@@ -473,8 +602,8 @@ async fn codebuild_local_answers_with_the_shapes_moto_answers_with() {
     .await
     .unwrap();
 
-    let moto_answers = call_sequence(&Endpoint::new(moto.endpoint())).await;
-    let local_answers = call_sequence(&Endpoint::new(&local.endpoint())).await;
+    let moto_answers = call_sequence(moto.endpoint()).await;
+    let local_answers = call_sequence(&local.endpoint()).await;
     local.shutdown().await;
 
     assert_eq!(moto_answers.len(), local_answers.len());

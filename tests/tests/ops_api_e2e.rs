@@ -23,6 +23,11 @@ struct Stack {
 
 impl Stack {
     async fn start() -> Self {
+        Self::start_with_env(&[]).await
+    }
+
+    /// Starts the stack with extra environment variables for the function.
+    async fn start_with_env(extra_env: &[(&str, &str)]) -> Self {
         let emulator = codebuild_local::serve(Config::default(), "127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
@@ -40,6 +45,9 @@ impl Stack {
                 .with_env("AWS_ACCESS_KEY_ID", "test")
                 .with_env("AWS_SECRET_ACCESS_KEY", "test")
         };
+        let spec = extra_env
+            .iter()
+            .fold(spec, |spec, (name, value)| spec.with_env(*name, *value));
         let function = lambda::start(spec).await.unwrap();
         Self {
             emulator,
@@ -356,5 +364,36 @@ async fn upstream_throttling_becomes_a_json_answer_not_a_crash() {
     stack.control(reqwest::Method::DELETE, "faults", None).await;
     let (status, body) = stack.get(&format!("/builds/{id}"), "").await;
     assert_eq!(status, 200, "{body}");
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_crash_at_a_failpoint_is_a_runtime_exit_error_and_calls_nothing() {
+    let step = autopilot::ops::FAILPOINT_BEFORE_BATCH_GET;
+    let stack = Stack::start_with_env(&[("AUTOPILOT_FAILPOINT", step)]).await;
+    let seeded = stack.seed_build(failed_build_seed()).await;
+    let id = seeded["id"].as_str().unwrap().to_owned();
+    stack.control(reqwest::Method::DELETE, "calls", None).await;
+
+    let request = ApiRequest {
+        method: "GET",
+        raw_path: &format!("/builds/{id}"),
+        raw_query: "",
+        base64: false,
+    };
+    let invocation = stack.function.invoke(request.event()).await.unwrap();
+
+    // The shipped binary aborted at the named step, as Lambda reports a crashed runtime...
+    let error = invocation.result.unwrap_err();
+    assert_eq!(error.error_type, "Runtime.ExitError", "{error:?}");
+    // ...before it made the CodeBuild call.
+    let calls = stack.control(reqwest::Method::GET, "calls", None).await;
+    let operations: Vec<&str> = calls
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|call| call["operation"].as_str())
+        .collect();
+    assert!(!operations.contains(&"BatchGetBuilds"), "{calls}");
     stack.shutdown().await;
 }

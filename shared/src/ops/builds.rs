@@ -11,6 +11,9 @@ use crate::http::ApiError;
 use crate::model::{Build, BuildId, BuildSummary};
 use crate::ports::{BATCH_GET_LIMIT, CodeBuild, CodeBuildError};
 
+/// Failpoint step just before the `BatchGetBuilds` calls (see [`crate::failpoint`]).
+pub const FAILPOINT_BEFORE_BATCH_GET: &str = "ops-api:before-batch-get-builds";
+
 /// Fetches any number of builds: distinct ids in chunks of [`BATCH_GET_LIMIT`], the chunks in
 /// parallel. Returns the builds found, keyed by `project:uuid`.
 pub async fn fetch_builds<C: CodeBuild>(
@@ -23,6 +26,8 @@ pub async fn fetch_builds<C: CodeBuild>(
         .filter(|id| seen.insert(id.id()))
         .cloned()
         .collect();
+    // Crash tests abort here: the request is parsed and validated, CodeBuild not yet called.
+    crate::failpoint::failpoint(FAILPOINT_BEFORE_BATCH_GET);
     let lookups = try_join_all(
         distinct
             .chunks(BATCH_GET_LIMIT)

@@ -3,7 +3,7 @@
 mod builds;
 mod routes;
 
-pub use builds::{fetch_builds, get_build, get_builds};
+pub use builds::{FAILPOINT_BEFORE_BATCH_GET, fetch_builds, get_build, get_builds};
 pub use routes::{MAX_IDS, Route, route};
 
 use lambda_http::http::StatusCode;
