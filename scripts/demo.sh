@@ -5,7 +5,7 @@
 #        ^  real AWS SDK calls (BatchGetBuilds)
 #   ops-api          (the real Lambda binary, run through the Lambda Runtime API by ...)
 #        ^  API Gateway HTTP API v2 events
-#   lambda-harness   (Lambda's Invoke API on 127.0.0.1)
+#   lambda-harness   (Lambda's Invoke API on 127.0.0.1; failed async work → SQS in moto)
 #        ^  this script
 #
 # Assumes `cargo build --workspace --bins` ran and .venv exists (`make demo` does both first).
@@ -165,8 +165,31 @@ echo "    FAILED      $failed_id"
 echo "    IN_PROGRESS $running_id"
 echo "    SUCCEEDED   $batched_id (in a batch)"
 
+echo "Starting moto's server (SQS for the dead-letter queue) ..."
+moto_port="$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+"$root/.venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 &
+pids+=("$!")
+moto="http://127.0.0.1:$moto_port"
+# boto3 comes with moto in .venv; it also waits until the server answers.
+dlq="$("$py" - "$moto" <<'PY'
+import sys, time, boto3
+sqs = boto3.client("sqs", endpoint_url=sys.argv[1], region_name="us-east-1",
+                   aws_access_key_id="demo", aws_secret_access_key="demo")
+for _ in range(300):
+    try:
+        print(sqs.create_queue(QueueName="autopilot-dlq")["QueueUrl"])
+        break
+    except Exception:
+        time.sleep(0.1)
+else:
+    sys.exit("moto did not start")
+PY
+)"
+echo "    $moto (dead-letter queue: $dlq)"
+
 echo "Starting lambda-harness with the ops-api binary ..."
 start_server lambda-harness "$bin/lambda-harness" --port 0 \
+  --on-failure-queue "$dlq" --sqs-endpoint "$moto" \
   --function "ops-api=$bin/ops-api" \
   --env "AWS_ENDPOINT_URL_CODEBUILD=$emulator" \
   --env AWS_REGION=us-east-1 \
@@ -182,4 +205,30 @@ ask GET /builds "ids=$running_id,web:00000000-0000-4000-8000-000000000000,$batch
 ask GET /builds/not-a-build-id
 
 echo
-echo "Done; stopping codebuild-local and lambda-harness."
+echo "Nothing is lost: an event the function cannot handle, invoked asynchronously, is retried"
+echo "twice (as Lambda does) and then lands in the dead-letter queue:"
+"$py" - "$harness/2015-03-31/functions/ops-api/invocations" "$moto" "$dlq" <<'PY'
+import json, sys, time, urllib.request, boto3
+url, moto, dlq = sys.argv[1:4]
+request = urllib.request.Request(url, data=b'{"not": "an API Gateway event"}', method="POST",
+                                 headers={"X-Amz-Invocation-Type": "Event"})
+with urllib.request.urlopen(request, timeout=60) as response:
+    print(f"==> async invoke: HTTP {response.status}")
+sqs = boto3.client("sqs", endpoint_url=moto, region_name="us-east-1",
+                   aws_access_key_id="demo", aws_secret_access_key="demo")
+deadline = time.time() + 30
+while time.time() < deadline:
+    messages = sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=1).get("Messages", [])
+    if messages:
+        record = json.loads(messages[0]["Body"])
+        context = record["requestContext"]
+        print(f"<== dead-letter record: condition={context['condition']}, "
+              f"attempts={context['approximateInvokeCount']}, "
+              f"error={record['responsePayload'].get('errorType')}")
+        break
+else:
+    sys.exit("no dead-letter record arrived within 30 s")
+PY
+
+echo
+echo "Done; stopping codebuild-local, moto and lambda-harness."

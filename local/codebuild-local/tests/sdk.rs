@@ -797,9 +797,11 @@ async fn state_changes_are_posted_to_the_event_sink() {
     let sample: Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/events/codebuild/build-state-failed-tests.json"
+            "/../../shared/tests/fixtures/codebuild-events/build-state-failed-tests.json"
         ))
-        .expect("sample event /work/shared/events/codebuild/build-state-failed-tests.json"),
+        .expect(
+            "sample event shared/tests/fixtures/codebuild-events/build-state-failed-tests.json",
+        ),
     )
     .unwrap();
     let mut missing = Vec::new();
