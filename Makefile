@@ -17,7 +17,7 @@ export CODEBUILD_SERVICE_MODEL := $(firstword $(wildcard $(VENV)/lib/python3*/si
 # SAM CLI phones home by default; never from CI or a developer's test run.
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help venv test fmt-check clippy build cargo-test lint-template demo package clean
+.PHONY: help venv test fmt-check clippy build cargo-test lint-template demo bench package clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -54,6 +54,12 @@ demo: ## run the local demo (codebuild-local + the functions)
 	scripts/python-env.sh stack
 	$(CARGO) build --workspace --bins
 	scripts/demo.sh
+
+bench: ## optional: ops-api latency and memory (release build) against codebuild-local
+	scripts/python-env.sh stack
+	$(CARGO) build --workspace --bins
+	$(CARGO) build --release -p ops-api
+	bench/ops-api-latency.sh release 200
 
 # Optional: Lambda zip artefacts for arm64. Needs cargo-lambda and zig (both installed into
 # .venv-package from PyPI on first use); never part of `test`.
