@@ -306,3 +306,67 @@ async fn a_missing_binary_is_a_clear_error() {
         "{error}"
     );
 }
+
+/// The demo's event path: codebuild-local POSTs each Build State Change event to the Invoke API,
+/// asynchronously as EventBridge invokes its targets, and the function receives every one.
+#[tokio::test]
+async fn codebuild_local_events_reach_a_function_through_the_invoke_api() {
+    let function = start_fixture().await;
+    let server = invoke_api::serve(vec![function.clone()], "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let emulator = codebuild_local::serve(
+        codebuild_local::Config {
+            event_sink: Some(server.invocations_url("fixture")),
+            ..codebuild_local::Config::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+    let call = |operation: &str, body: Value| {
+        http.post(format!("{}/", emulator.endpoint()))
+            .header("X-Amz-Target", format!("CodeBuild_20161006.{operation}"))
+            .header("Content-Type", "application/x-amz-json-1.1")
+            .body(body.to_string())
+            .send()
+    };
+    let seeded = emulator
+        .control()
+        .seed_build(&codebuild_local::control::SeedBuild {
+            project_name: "events".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // Seeding emits nothing; a real start (IN_PROGRESS) and a stop (STOPPED) emit one event each.
+    let started: Value = call("StartBuild", json!({"projectName": "events"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = started["build"]["id"].as_str().unwrap().to_owned();
+    assert_ne!(seeded["id"].as_str(), Some(id.as_str()));
+    let stopped = call("StopBuild", json!({"id": id})).await.unwrap();
+    assert!(stopped.status().is_success());
+
+    let delivered = |logs: &[LogLine]| {
+        logs.iter()
+            .filter_map(|line| serde_json::from_str::<Value>(&line.line).ok())
+            .filter(|line| {
+                line["fields"]["marker"] == "fixture-invoked"
+                    && line["fields"]["detail_type"] == "CodeBuild Build State Change"
+            })
+            .count()
+    };
+    // Bounded wait for the asynchronous deliveries (a deadline, not a timing assertion).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while delivered(&function.logs()) < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(delivered(&function.logs()), 2, "{:?}", function.logs());
+    emulator.shutdown().await;
+    server.shutdown().await;
+}

@@ -23,7 +23,13 @@ impl EventSink {
             let client = reqwest::Client::new();
             while let Some((url, event)) = rx.recv().await {
                 // Fire-and-forget: a sink that is down must never fail or slow a CodeBuild call.
-                match client.post(&url).json(&event).send().await {
+                // EventBridge invokes Lambda targets asynchronously; the header makes a Lambda
+                // Invoke API sink (the test harness's) do the same, and other sinks ignore it.
+                let request = client
+                    .post(&url)
+                    .header("X-Amz-Invocation-Type", "Event")
+                    .json(&event);
+                match request.send().await {
                     Ok(resp) if !resp.status().is_success() => {
                         tracing::warn!(%url, status = %resp.status(), "event sink rejected an event");
                     }

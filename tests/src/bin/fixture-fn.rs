@@ -24,7 +24,13 @@ impl From<FixtureFailure> for Diagnostic {
 
 async fn handle(event: LambdaEvent<Value>) -> Result<Value, FixtureFailure> {
     let (payload, context) = event.into_parts();
-    tracing::info!(marker = "fixture-invoked", request_id = %context.request_id, "invoked");
+    let detail_type = payload.get("detail-type").and_then(Value::as_str);
+    tracing::info!(
+        marker = "fixture-invoked",
+        request_id = %context.request_id,
+        detail_type,
+        "invoked"
+    );
     if let Some(ms) = payload.get("sleep_ms").and_then(Value::as_u64) {
         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
     }
