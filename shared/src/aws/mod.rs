@@ -4,9 +4,11 @@
 mod codebuild;
 mod convert;
 mod error;
+mod ledger;
 
 pub use codebuild::SdkCodeBuild;
 pub use error::classify_service_error;
+pub use ledger::DynamoLedger;
 
 use aws_config::BehaviorVersion;
 
@@ -15,6 +17,8 @@ use aws_config::BehaviorVersion;
 pub struct Clients {
     /// CodeBuild behind the [`crate::ports::CodeBuild`] port.
     pub codebuild: SdkCodeBuild,
+    /// DynamoDB, behind the [`crate::ledger::Ledger`] port through [`Clients::ledger`].
+    pub dynamodb: aws_sdk_dynamodb::Client,
 }
 
 impl Clients {
@@ -30,6 +34,12 @@ impl Clients {
     pub fn from_sdk_config(config: &aws_config::SdkConfig) -> Self {
         Self {
             codebuild: SdkCodeBuild::new(aws_sdk_codebuild::Client::new(config)),
+            dynamodb: aws_sdk_dynamodb::Client::new(config),
         }
+    }
+
+    /// The idempotency ledger in `table`.
+    pub fn ledger(&self, table: &str) -> DynamoLedger {
+        DynamoLedger::new(self.dynamodb.clone(), table)
     }
 }
