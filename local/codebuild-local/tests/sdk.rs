@@ -39,7 +39,11 @@ async fn start() -> (Server, Client) {
     (server, Client::new(&config))
 }
 
-async fn create_project(client: &Client, name: &str, auto_retry_limit: Option<i32>) {
+/// A valid `CreateProject` request for `name` (S3 source, no artifacts, a small Linux box).
+fn project_request(
+    client: &Client,
+    name: &str,
+) -> aws_sdk_codebuild::operation::create_project::builders::CreateProjectFluentBuilder {
     client
         .create_project()
         .name(name)
@@ -65,6 +69,10 @@ async fn create_project(client: &Client, name: &str, auto_retry_limit: Option<i3
                 .unwrap(),
         )
         .service_role("arn:aws:iam::123456789012:role/cb")
+}
+
+async fn create_project(client: &Client, name: &str, auto_retry_limit: Option<i32>) {
+    project_request(client, name)
         .set_auto_retry_limit(auto_retry_limit)
         .send()
         .await
@@ -94,33 +102,7 @@ async fn finish(server: &Server, id: &str, status: Status) -> Value {
 async fn projects_builds_and_lists() {
     let (server, client) = start().await;
     create_project(&client, "app", None).await;
-    let dup = client
-        .create_project()
-        .name("app")
-        .source(
-            ProjectSource::builder()
-                .r#type(SourceType::NoSource)
-                .build()
-                .unwrap(),
-        )
-        .artifacts(
-            ProjectArtifacts::builder()
-                .r#type(ArtifactsType::NoArtifacts)
-                .build()
-                .unwrap(),
-        )
-        .environment(
-            ProjectEnvironment::builder()
-                .r#type(EnvironmentType::LinuxContainer)
-                .image("i")
-                .compute_type(ComputeType::BuildGeneral1Small)
-                .build()
-                .unwrap(),
-        )
-        .service_role("r")
-        .send()
-        .await
-        .unwrap_err();
+    let dup = project_request(&client, "app").send().await.unwrap_err();
     assert_eq!(dup.code(), Some("ResourceAlreadyExistsException"));
 
     let projects = client

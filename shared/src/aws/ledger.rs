@@ -164,25 +164,13 @@ impl Ledger for DynamoLedger {
     }
 
     async fn complete(&self, claim: &Claim, result: &serde_json::Value) -> Result<(), LedgerError> {
-        const OP: &str = "UpdateItem";
-        let owned = self.owned(claim);
-        let sent = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(attr::PK, s(claim.key.as_str()))
-            .update_expression("SET #status = :completed, #result = :result")
-            .condition_expression(OWNED_CONDITION)
-            .set_expression_attribute_names(Some(names(
-                owned.names.into_iter().chain([("#result", attr::RESULT)]),
-            )))
-            .set_expression_attribute_values(Some(values(owned.values.into_iter().chain([
-                (":completed", s(RecordStatus::Completed.as_str())),
-                (":result", s(&result.to_string())),
-            ]))))
-            .send()
-            .await;
-        owned_write(OP, claim, sent.map(|_| ()))
+        self.close(
+            claim,
+            RecordStatus::Completed,
+            attr::RESULT,
+            &result.to_string(),
+        )
+        .await
     }
 
     async fn release(&self, claim: &Claim) -> Result<(), LedgerError> {
@@ -202,6 +190,22 @@ impl Ledger for DynamoLedger {
     }
 
     async fn fail(&self, claim: &Claim, reason: &str) -> Result<(), LedgerError> {
+        self.close(claim, RecordStatus::Failed, attr::REASON, reason)
+            .await
+    }
+}
+
+impl DynamoLedger {
+    /// Ends an owned claim: sets its final `status` and the one attribute that goes with it
+    /// (the stored result of a completion, the reason of a failure), conditioned on still
+    /// holding the claim.
+    async fn close(
+        &self,
+        claim: &Claim,
+        status: RecordStatus,
+        attribute: &'static str,
+        value: &str,
+    ) -> Result<(), LedgerError> {
         const OP: &str = "UpdateItem";
         let owned = self.owned(claim);
         let sent = self
@@ -209,15 +213,17 @@ impl Ledger for DynamoLedger {
             .update_item()
             .table_name(&self.table)
             .key(attr::PK, s(claim.key.as_str()))
-            .update_expression("SET #status = :failed, #reason = :reason")
+            .update_expression("SET #status = :status, #detail = :detail")
             .condition_expression(OWNED_CONDITION)
             .set_expression_attribute_names(Some(names(
-                owned.names.into_iter().chain([("#reason", attr::REASON)]),
+                owned.names.into_iter().chain([("#detail", attribute)]),
             )))
-            .set_expression_attribute_values(Some(values(owned.values.into_iter().chain([
-                (":failed", s(RecordStatus::Failed.as_str())),
-                (":reason", s(reason)),
-            ]))))
+            .set_expression_attribute_values(Some(values(
+                owned
+                    .values
+                    .into_iter()
+                    .chain([(":status", s(status.as_str())), (":detail", s(value))]),
+            )))
             .send()
             .await;
         owned_write(OP, claim, sent.map(|_| ()))
