@@ -3,10 +3,12 @@
 //! capability (pure decisions) → port → adapter → AWS.
 
 pub mod aws;
+pub mod config;
 pub mod failpoint;
 pub mod http;
 pub mod idempotency;
 pub mod ledger;
+pub mod metrics;
 pub mod model;
 pub mod ops;
 pub mod ports;

@@ -4,6 +4,7 @@
 use std::future::Future;
 
 use crate::idempotency::IdempotencyToken;
+use crate::ledger::LedgerError;
 use crate::model::{BatchId, Build, BuildBatch, BuildId, BuildStatus, EnvironmentVariable};
 
 /// Most ids one `BatchGetBuilds` / `BatchGetBuildBatches` call accepts.
@@ -221,6 +222,189 @@ pub trait CodeBuild: Send + Sync {
         &self,
         next_token: Option<&str>,
     ) -> impl Future<Output = Result<Page<String>, CodeBuildError>> + Send;
+}
+
+/// Every way a call to one of the smaller AWS services behind a port (SQS, SNS, SSM, S3,
+/// CloudWatch Logs) fails, and whether trying again can help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceError {
+    /// Throttled, a 5xx, a timeout or no connection: the same call may succeed later.
+    #[error("{service} {operation} unavailable: {message}")]
+    Unavailable {
+        /// The AWS service (`sqs`, `sns`, `ssm`, `s3`, `logs`).
+        service: &'static str,
+        /// The API operation.
+        operation: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+    /// Not found (a parameter, object, queue, topic or log stream that does not exist).
+    #[error("{service} {operation} not found: {message}")]
+    NotFound {
+        /// The AWS service.
+        service: &'static str,
+        /// The API operation.
+        operation: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+    /// Refused for good: access denied, invalid parameters, an unexpected answer.
+    #[error("{service} {operation} rejected: {message}")]
+    Rejected {
+        /// The AWS service.
+        service: &'static str,
+        /// The API operation.
+        operation: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl ServiceError {
+    /// True when the same call may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+}
+
+/// One link of a retry chain: `build` was made by retrying `parent`; `root` is the build the
+/// chain started from and `attempt` this build's number in it (1 for the first retry).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Lineage {
+    /// The build a retry made.
+    pub build: BuildId,
+    /// The failed build that was retried.
+    pub parent: BuildId,
+    /// The first build of the chain.
+    pub root: BuildId,
+    /// 1 for the root's first retry, 2 for the retry of that, ...
+    pub attempt: u32,
+    /// When the retry was made.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// How many times a batch was retried in place by the autopilot.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BatchAttempts {
+    /// The batch.
+    pub batch: BatchId,
+    /// Retries made so far (0 when never retried).
+    pub attempts: u32,
+}
+
+/// A request to take one retry from the hourly budgets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetRequest {
+    /// The project whose budget is charged.
+    pub project: String,
+    /// The clock hour charged (any instant in it; the adapter truncates to the hour, UTC).
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// Retries allowed per project and hour.
+    pub project_limit: u32,
+    /// Retries allowed per hour across all projects (the account breaker).
+    pub account_limit: u32,
+}
+
+/// What taking a retry from the budgets came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetOutcome {
+    /// One retry taken from both budgets.
+    Granted,
+    /// The project's hourly budget is spent; nothing was taken.
+    ProjectExhausted {
+        /// Retries counted this hour.
+        used: u32,
+        /// The limit.
+        limit: u32,
+    },
+    /// The account-wide breaker is open (a CodeBuild-wide incident, most likely); nothing was
+    /// taken.
+    BreakerOpen {
+        /// Retries counted this hour across all projects.
+        used: u32,
+        /// The limit.
+        limit: u32,
+    },
+}
+
+/// What auto-retry keeps in the ledger table besides the claims: retry lineage, batch retry
+/// counts and the hourly budget counters.
+pub trait RetryBook: Send + Sync {
+    /// The link that made `build`, if a retry made it.
+    fn lineage_of(
+        &self,
+        build: &BuildId,
+    ) -> impl Future<Output = Result<Option<Lineage>, LedgerError>> + Send;
+    /// The retry that was made of `parent`, if any ("which build retried this one").
+    fn retried_by(
+        &self,
+        parent: &BuildId,
+    ) -> impl Future<Output = Result<Option<Lineage>, LedgerError>> + Send;
+    /// Records a link (keyed by `lineage.build`, and by `lineage.parent` for
+    /// [`RetryBook::retried_by`]). Writing the same link again is not an error.
+    fn record_lineage(
+        &self,
+        lineage: &Lineage,
+    ) -> impl Future<Output = Result<(), LedgerError>> + Send;
+    /// How many times the autopilot retried `batch`.
+    fn batch_attempts(
+        &self,
+        batch: &BatchId,
+    ) -> impl Future<Output = Result<BatchAttempts, LedgerError>> + Send;
+    /// Records that retry number `attempt` of `batch` was made. The count only grows: an older
+    /// (smaller) attempt recorded late leaves it unchanged.
+    fn record_batch_attempt(
+        &self,
+        batch: &BatchId,
+        attempt: u32,
+    ) -> impl Future<Output = Result<(), LedgerError>> + Send;
+    /// Atomically takes one retry from the project's and the account's budget for the hour,
+    /// or neither when either is spent.
+    fn take_budget(
+        &self,
+        request: &BudgetRequest,
+    ) -> impl Future<Output = Result<BudgetOutcome, LedgerError>> + Send;
+}
+
+/// The one SQS delay queue every later action goes through (backoff before a retry, the
+/// re-check of a batch that was still running). At most 900 seconds per message.
+pub trait DelayQueue: Send + Sync {
+    /// Longest delay SQS allows for one message.
+    const MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(900);
+    /// Sends `work` to come back after `delay` (clamped to [`DelayQueue::MAX_DELAY`]).
+    fn send_later(
+        &self,
+        work: &crate::retry::work::DelayedWork,
+        delay: std::time::Duration,
+    ) -> impl Future<Output = Result<(), ServiceError>> + Send;
+}
+
+/// Tells people that auto-retry gave up on a chain (SNS).
+pub trait Notifier: Send + Sync {
+    /// Publishes one "gave up" notice.
+    fn gave_up(
+        &self,
+        notice: &crate::retry::work::GaveUpNotice,
+    ) -> impl Future<Output = Result<(), ServiceError>> + Send;
+}
+
+/// The tail of a build's log (CloudWatch Logs), read only when a project switches it on.
+pub trait BuildLogs: Send + Sync {
+    /// The last `lines` lines of the stream, oldest first.
+    fn tail(
+        &self,
+        location: &crate::model::LogLocation,
+        lines: u32,
+    ) -> impl Future<Output = Result<Vec<String>, ServiceError>> + Send;
+}
+
+/// Where the configuration text is read from (`file:`, `ssm:`, `s3:`).
+pub trait ConfigSource: Send + Sync {
+    /// The configuration text at `uri`.
+    fn fetch(
+        &self,
+        uri: &crate::config::ConfigUri,
+    ) -> impl Future<Output = Result<String, ServiceError>> + Send;
 }
 
 #[cfg(test)]

@@ -8,12 +8,15 @@
 //!
 //! [`RunningFunction::invoke_async`] follows Lambda's asynchronous semantics: two retries after a
 //! failure, then the on-failure destination (an SQS queue, in moto for the tests).
-//! [`invoke_api::serve`] exposes the functions over Lambda's Invoke HTTP API.
+//! [`invoke_api::serve`] exposes the functions over Lambda's Invoke HTTP API, and
+//! [`sqs_source::start`] feeds a function from an SQS queue as an event source mapping does.
 
 mod destination;
 pub mod invoke_api;
+mod local_sqs;
 mod process;
 mod runtime_api;
+pub mod sqs_source;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex as StdMutex};
@@ -26,6 +29,7 @@ use tokio::task::AbortHandle;
 
 pub use destination::OnFailureDestination;
 pub use process::{LogLine, LogStream};
+pub use sqs_source::{SqsEventSource, SqsSourceSpec, SqsSourceStats};
 
 use process::FunctionProcess;
 use runtime_api::RuntimeApi;
@@ -147,6 +151,9 @@ pub enum HarnessError {
     /// An asynchronous invocation's task ended without an outcome.
     #[error("asynchronous invocation {0} was cancelled")]
     Cancelled(String),
+    /// An SQS event source cannot be set up (bad batch size, unreadable queue).
+    #[error("SQS event source: {0}")]
+    InvalidSource(String),
 }
 
 /// How an asynchronous invocation ended.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
 use harness::lambda::{
     self, DestinationOutcome, FunctionSpec, LogLine, OnFailureDestination, RunningFunction,
-    invoke_api,
+    SqsSourceSpec, invoke_api,
 };
 use harness::moto::MotoServer;
 use harness::workspace;
@@ -369,4 +369,181 @@ async fn codebuild_local_events_reach_a_function_through_the_invoke_api() {
     assert_eq!(delivered(&function.logs()), 2, "{:?}", function.logs());
     emulator.shutdown().await;
     server.shutdown().await;
+}
+
+/// A queue whose messages come back 1 s after a failed delivery and go to a fresh dead-letter
+/// queue on their second failure. Returns (queue URL, DLQ URL).
+async fn queue_with_dlq(sqs: &aws_sdk_sqs::Client, name: &str) -> (String, String) {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let dlq = create_queue(sqs, &format!("{name}-dlq")).await;
+    let dlq_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .unwrap()[&QueueAttributeName::QueueArn]
+        .clone();
+    let queue = sqs
+        .create_queue()
+        .queue_name(name)
+        .attributes(QueueAttributeName::VisibilityTimeout, "1")
+        .attributes(
+            QueueAttributeName::RedrivePolicy,
+            json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 2}).to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    (queue, dlq)
+}
+
+async fn send_bodies(sqs: &aws_sdk_sqs::Client, queue_url: &str, bodies: &[Value]) {
+    for body in bodies {
+        sqs.send_message()
+            .queue_url(queue_url)
+            .message_body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+/// Receives from `queue_url` until `count` messages arrived or a generous deadline passed
+/// (a bound on a wait, not a timing assertion); returns their bodies.
+async fn drain(sqs: &aws_sdk_sqs::Client, queue_url: &str, count: usize) -> Vec<Value> {
+    let mut bodies = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while bodies.len() < count && std::time::Instant::now() < deadline {
+        let received = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        for message in received.messages() {
+            bodies.push(serde_json::from_str(message.body().unwrap()).unwrap());
+            sqs.delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(message.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    bodies
+}
+
+/// The records the fixture logged, as (body, ApproximateReceiveCount).
+fn records_logged(logs: &[LogLine]) -> Vec<(Value, String)> {
+    logs.iter()
+        .filter_map(|line| serde_json::from_str::<Value>(&line.line).ok())
+        .filter(|line| line["fields"]["marker"] == "fixture-record")
+        .map(|line| {
+            let body = serde_json::from_str(line["fields"]["body"].as_str().unwrap()).unwrap();
+            let count = line["fields"]["receive_count"].as_str().unwrap_or("").to_owned();
+            (body, count)
+        })
+        .collect()
+}
+
+/// An SQS event source: a batch is handed over in Lambda's SQS event shape; the processed
+/// messages are deleted, the one the function reports in `batchItemFailures` comes back after
+/// the visibility timeout and, failing again, ends in the queue's dead-letter queue.
+#[tokio::test]
+async fn the_sqs_source_deletes_processed_messages_and_returns_reported_failures() {
+    let moto = MotoServer::start().await.unwrap();
+    let sqs = sqs_client(moto.endpoint());
+    let (queue, dlq) = queue_with_dlq(&sqs, "fixture-source").await;
+    // Sent before the poller starts, so they arrive as one batch.
+    send_bodies(
+        &sqs,
+        &queue,
+        &[json!({"n": 1}), json!({"fail": true}), json!({"n": 3})],
+    )
+    .await;
+    let function = start_fixture().await;
+    let source = lambda::sqs_source::start(
+        SqsSourceSpec::new(&queue, moto.endpoint()),
+        function.clone(),
+    )
+    .await
+    .unwrap();
+
+    let dead = drain(&sqs, &dlq, 1).await;
+    assert_eq!(dead, [json!({"fail": true})]);
+    let stats = source.stats();
+    assert_eq!(stats.deleted, 2, "{stats:?}");
+    assert_eq!(stats.returned, 2, "first and second delivery of the failure: {stats:?}");
+    assert_eq!(stats.failed_invocations, 0, "{stats:?}");
+
+    let records = records_logged(&function.logs());
+    let deliveries = |body: Value| {
+        records
+            .iter()
+            .filter(|(logged, _)| *logged == body)
+            .map(|(_, count)| count.as_str())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(deliveries(json!({"n": 1})), ["1"]);
+    assert_eq!(deliveries(json!({"n": 3})), ["1"]);
+    assert_eq!(deliveries(json!({"fail": true})), ["1", "2"]);
+
+    assert!(receive_all(&sqs, &queue).await.is_empty());
+    source.stop().await;
+    function.shutdown().await;
+}
+
+/// A response Lambda cannot read (an item id not in the batch) or a crash fails the whole
+/// batch: nothing is deleted, every message comes back and finally goes to the DLQ.
+#[tokio::test]
+async fn the_sqs_source_returns_the_whole_batch_after_a_crash_or_an_unreadable_response() {
+    let moto = MotoServer::start().await.unwrap();
+    let sqs = sqs_client(moto.endpoint());
+    let function = start_fixture().await;
+
+    for (name, poison) in [
+        ("fixture-misreport", json!({"misreport": true})),
+        ("fixture-crash", json!({"crash": true})),
+    ] {
+        let (queue, dlq) = queue_with_dlq(&sqs, name).await;
+        send_bodies(&sqs, &queue, &[json!({"n": 1}), poison.clone()]).await;
+        let source = lambda::sqs_source::start(
+            SqsSourceSpec::new(&queue, moto.endpoint()),
+            function.clone(),
+        )
+        .await
+        .unwrap();
+
+        let mut dead = drain(&sqs, &dlq, 2).await;
+        dead.sort_by_key(|body| body.to_string());
+        let mut expected = vec![json!({"n": 1}), poison.clone()];
+        expected.sort_by_key(|body| body.to_string());
+        assert_eq!(dead, expected, "{name}");
+        let stats = source.stats();
+        assert_eq!(stats.deleted, 0, "{name}: {stats:?}");
+        assert_eq!(stats.failed_invocations, 2, "{name}: {stats:?}");
+        source.stop().await;
+    }
+    function.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_sqs_source_on_a_missing_queue_is_a_clear_error() {
+    let moto = MotoServer::start().await.unwrap();
+    let function = start_fixture().await;
+    let missing = format!("{}/123456789012/no-such-queue", moto.endpoint());
+    let error = lambda::sqs_source::start(SqsSourceSpec::new(&missing, moto.endpoint()), function.clone())
+        .await
+        .err()
+        .unwrap();
+    assert!(error.to_string().contains("no-such-queue"), "{error}");
+    function.shutdown().await;
 }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use crate::model::ids::{ResourceId, ResourceKind};
 use crate::model::{
     Build, BuildBatch, BuildPhase, BuildStatus, EnvironmentVariable, EnvironmentVariableType,
-    PhaseContext, PhaseType,
+    LogLocation, NativeAutoRetry, PhaseContext, PhaseType,
 };
 use crate::ports::CodeBuildError;
 
@@ -104,6 +104,18 @@ pub(crate) fn build(operation: &'static str, b: &sdk::Build) -> Result<Build, Co
         logs_link: b.logs().and_then(|l| l.deep_link()).map(str::to_owned),
         phases: b.phases().iter().map(phase).collect(),
         environment_variables: env_vars(b.environment()),
+        native_auto_retry: b.auto_retry_config().map(|c| NativeAutoRetry {
+            limit: c.auto_retry_limit().unwrap_or(0),
+            number: c.auto_retry_number().unwrap_or(0),
+            next: c.next_auto_retry().map(str::to_owned),
+            previous: c.previous_auto_retry().map(str::to_owned),
+        }),
+        log_location: b.logs().and_then(|l| {
+            Some(LogLocation {
+                group: l.group_name()?.to_owned(),
+                stream: l.stream_name()?.to_owned(),
+            })
+        }),
     })
 }
 

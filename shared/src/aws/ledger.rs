@@ -15,8 +15,9 @@ use crate::ledger::{
     RecordStatus, epoch_ms, outcome_of_lost_claim,
 };
 
-/// Attribute names of a ledger item.
-mod attr {
+/// Attribute names of a ledger item (shared with the retry book, which keeps its items in the
+/// same table).
+pub(super) mod attr {
     pub const PK: &str = "pk";
     pub const STATUS: &str = "status";
     pub const CLAIM_ID: &str = "claim_id";
@@ -262,7 +263,7 @@ fn lost_claim_item<R>(
     }
 }
 
-fn is_condition_failure<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
+pub(super) fn is_condition_failure<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
     matches!(err, SdkError::ServiceError(service)
         if service.err().code() == Some("ConditionalCheckFailedException"))
 }
@@ -298,7 +299,7 @@ fn record_from_item(item: &HashMap<String, AttributeValue>) -> Result<LedgerReco
 }
 
 /// SDK errors → [`LedgerError`]; "retryable" means the ledger may answer later.
-fn map_sdk_error<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> LedgerError
+pub(super) fn map_sdk_error<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> LedgerError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
@@ -335,7 +336,7 @@ where
     }
 }
 
-fn unexpected_build(operation: &'static str, err: &dyn std::error::Error) -> LedgerError {
+pub(super) fn unexpected_build(operation: &'static str, err: &dyn std::error::Error) -> LedgerError {
     LedgerError::Unexpected {
         operation,
         code: None,
@@ -343,17 +344,17 @@ fn unexpected_build(operation: &'static str, err: &dyn std::error::Error) -> Led
     }
 }
 
-fn malformed(message: &str) -> LedgerError {
+pub(super) fn malformed(message: &str) -> LedgerError {
     LedgerError::Malformed {
         message: message.to_owned(),
     }
 }
 
-fn s(text: &str) -> AttributeValue {
+pub(super) fn s(text: &str) -> AttributeValue {
     AttributeValue::S(text.to_owned())
 }
 
-fn n(number: i64) -> AttributeValue {
+pub(super) fn n(number: i64) -> AttributeValue {
     AttributeValue::N(number.to_string())
 }
 

@@ -4,11 +4,20 @@
 mod codebuild;
 mod convert;
 mod error;
+mod build_logs;
+mod delay_queue;
 mod ledger;
+mod notifier;
+mod retry_book;
+mod service_error;
 
 pub use codebuild::SdkCodeBuild;
 pub use error::classify_service_error;
+pub use build_logs::CloudWatchBuildLogs;
+pub use delay_queue::SqsDelayQueue;
 pub use ledger::DynamoLedger;
+pub use notifier::SnsNotifier;
+pub use retry_book::DynamoRetryBook;
 
 use aws_config::BehaviorVersion;
 
@@ -19,6 +28,16 @@ pub struct Clients {
     pub codebuild: SdkCodeBuild,
     /// DynamoDB, behind the [`crate::ledger::Ledger`] port through [`Clients::ledger`].
     pub dynamodb: aws_sdk_dynamodb::Client,
+    /// SQS (the delay queue).
+    pub sqs: aws_sdk_sqs::Client,
+    /// SNS ("gave up" notices).
+    pub sns: aws_sdk_sns::Client,
+    /// SSM Parameter Store (configuration).
+    pub ssm: aws_sdk_ssm::Client,
+    /// S3 (configuration).
+    pub s3: aws_sdk_s3::Client,
+    /// CloudWatch Logs (build log tails).
+    pub logs: aws_sdk_cloudwatchlogs::Client,
 }
 
 impl Clients {
@@ -35,11 +54,42 @@ impl Clients {
         Self {
             codebuild: SdkCodeBuild::new(aws_sdk_codebuild::Client::new(config)),
             dynamodb: aws_sdk_dynamodb::Client::new(config),
+            sqs: aws_sdk_sqs::Client::new(config),
+            sns: aws_sdk_sns::Client::new(config),
+            ssm: aws_sdk_ssm::Client::new(config),
+            // Path-style addressing only against an endpoint override (moto on 127.0.0.1, where
+            // `bucket.127.0.0.1` does not resolve); real S3 keeps virtual-hosted style.
+            s3: aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(config)
+                    .force_path_style(config.endpoint_url().is_some())
+                    .build(),
+            ),
+            logs: aws_sdk_cloudwatchlogs::Client::new(config),
         }
     }
 
     /// The idempotency ledger in `table`.
     pub fn ledger(&self, table: &str) -> DynamoLedger {
         DynamoLedger::new(self.dynamodb.clone(), table)
+    }
+
+    /// Auto-retry's lineage, batch counts and budgets, kept in the ledger table `table`.
+    pub fn retry_book(&self, table: &str) -> DynamoRetryBook {
+        DynamoRetryBook::new(self.dynamodb.clone(), table)
+    }
+
+    /// The SQS delay queue at `queue_url`.
+    pub fn delay_queue(&self, queue_url: &str) -> SqsDelayQueue {
+        SqsDelayQueue::new(self.sqs.clone(), queue_url)
+    }
+
+    /// "Gave up" notices to the SNS topic `topic_arn`.
+    pub fn notifier(&self, topic_arn: &str) -> SnsNotifier {
+        SnsNotifier::new(self.sns.clone(), topic_arn)
+    }
+
+    /// Build log tails from CloudWatch Logs.
+    pub fn build_logs(&self) -> CloudWatchBuildLogs {
+        CloudWatchBuildLogs::new(self.logs.clone())
     }
 }

@@ -39,6 +39,41 @@ pub struct Build {
     pub phases: Vec<BuildPhase>,
     /// Environment variables the build ran with.
     pub environment_variables: Vec<EnvironmentVariable>,
+    /// CodeBuild's own auto-retry for this build (`autoRetryConfig`), when it has one.
+    pub native_auto_retry: Option<NativeAutoRetry>,
+    /// Where the build's CloudWatch log stream is, when it logs there.
+    pub log_location: Option<LogLocation>,
+}
+
+/// CodeBuild's own auto-retry state of one build (`autoRetryConfig`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NativeAutoRetry {
+    /// How many times CodeBuild retries the chain (`autoRetryLimit`).
+    pub limit: i32,
+    /// Which retry of the chain this build is (`autoRetryNumber`, 0 for the original).
+    pub number: i32,
+    /// The build CodeBuild started to retry this one, once it did (`nextAutoRetry`).
+    pub next: Option<String>,
+    /// The build this one retries (`previousAutoRetry`).
+    pub previous: Option<String>,
+}
+
+impl NativeAutoRetry {
+    /// True when CodeBuild retries this build's chain itself. Not only while retries are left:
+    /// a build we retried would get CodeBuild's retries again (the project's `autoRetryLimit`
+    /// applies to every new build), so a project that uses the native retry is left to it.
+    pub fn owns_retries(&self) -> bool {
+        self.limit > 0
+    }
+}
+
+/// A CloudWatch Logs stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLocation {
+    /// Log group.
+    pub group: String,
+    /// Log stream.
+    pub stream: String,
 }
 
 /// One phase of a build.

@@ -6,7 +6,10 @@ pub mod ids;
 pub mod status;
 pub mod summary;
 
-pub use build::{Build, BuildBatch, BuildPhase, EnvironmentVariable, EnvironmentVariableType};
+pub use build::{
+    Build, BuildBatch, BuildPhase, EnvironmentVariable, EnvironmentVariableType, LogLocation,
+    NativeAutoRetry,
+};
 pub use build_event::{BuildStateChangeEvent, EventIdentity};
 pub use ids::{ArnLocation, BatchId, BuildId, IdError};
 pub use status::{BuildStatus, PhaseContext, PhaseStatus, PhaseType};

@@ -122,6 +122,8 @@ fn build(id: &str) -> Build {
         logs_link: Some("https://console.aws.amazon.com/logs".into()),
         phases: Vec::new(),
         environment_variables: Vec::new(),
+        native_auto_retry: None,
+        log_location: None,
     }
 }
 

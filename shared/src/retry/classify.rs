@@ -3,7 +3,7 @@
 use super::class::{Classification, FailureClass, Reason};
 use super::rules::first_match;
 use crate::model::build_event::{BuildStateChangeEvent, EventPhase};
-use crate::model::{BuildStatus, PhaseContext, PhaseStatus};
+use crate::model::{Build, BuildStatus, PhaseContext, PhaseStatus};
 
 /// The status code CodeBuild gives a missing or invalid buildspec: always permanent.
 const YAML_FILE_ERROR: &str = "YAML_FILE_ERROR";
@@ -39,6 +39,33 @@ pub fn classify_message(message: &str) -> Classification {
     first_match(&[matchable_text(message)]).unwrap_or(Classification::UNCLASSIFIED)
 }
 
+/// Classifies a build as `BatchGetBuilds` describes it (a batch's member builds, which have no
+/// event of their own at decision time), with the same rules as [`classify`] over its phases.
+pub fn classify_build(build: &Build) -> Classification {
+    let class = |class, reason| Classification::new(class, reason);
+    match &build.status {
+        BuildStatus::Succeeded => class(FailureClass::NotAFailure, Reason::Succeeded),
+        BuildStatus::InProgress => class(FailureClass::NotAFailure, Reason::InProgress),
+        BuildStatus::Stopped => class(FailureClass::NotAFailure, Reason::Stopped),
+        BuildStatus::TimedOut => class(FailureClass::TimedOut, Reason::TimedOut),
+        BuildStatus::Failed | BuildStatus::Fault => {
+            let failing: Vec<_> = build
+                .phases
+                .iter()
+                .filter(|p| p.phase_status.as_ref().is_some_and(|s| *s != PhaseStatus::Succeeded))
+                .collect();
+            let fault = build.status == BuildStatus::Fault
+                || failing
+                    .iter()
+                    .any(|p| p.phase_status == Some(PhaseStatus::Fault));
+            let contexts: Vec<PhaseContext> =
+                failing.iter().flat_map(|p| p.contexts.clone()).collect();
+            classify_contexts(fault, &contexts)
+        }
+        BuildStatus::Unknown(_) => class(FailureClass::Unclassified, Reason::UnknownStatus),
+    }
+}
+
 fn classify_failure(event: &BuildStateChangeEvent) -> Classification {
     let failing: Vec<&EventPhase> = event.phases().iter().filter(|p| is_failing(p)).collect();
     let mut contexts: Vec<PhaseContext> = failing.iter().flat_map(|p| p.contexts()).collect();
@@ -47,6 +74,16 @@ fn classify_failure(event: &BuildStateChangeEvent) -> Classification {
         // no text, which ends as `unclassified` (no retry): the safe side.
         contexts = event.current_phase_contexts().unwrap_or_default();
     }
+    let fault = *event.status() == BuildStatus::Fault
+        || failing
+            .iter()
+            .any(|p| p.phase_status == Some(PhaseStatus::Fault));
+    classify_contexts(fault, &contexts)
+}
+
+/// The rules, then the fallbacks, over the failing phases' contexts; `fault` when the build or
+/// one of those phases ended in `FAULT`. Shared by events and `BatchGetBuilds` builds.
+fn classify_contexts(fault: bool, contexts: &[PhaseContext]) -> Classification {
     let texts: Vec<&str> = contexts
         .iter()
         .map(|c| matchable_text(&c.message))
@@ -55,10 +92,6 @@ fn classify_failure(event: &BuildStateChangeEvent) -> Classification {
         return found;
     }
 
-    let fault = *event.status() == BuildStatus::Fault
-        || failing
-            .iter()
-            .any(|p| p.phase_status == Some(PhaseStatus::Fault));
     if fault {
         return Classification::new(FailureClass::RetryOnce, Reason::ServiceFault);
     }

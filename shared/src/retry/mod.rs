@@ -11,7 +11,14 @@
 
 pub mod class;
 pub mod classify;
+pub mod decide;
+pub mod handler;
 pub mod rules;
+pub mod settings;
+pub mod work;
 
 pub use class::{Classification, FailureClass, Reason};
-pub use classify::{classify, classify_message};
+pub use classify::{classify, classify_build, classify_message};
+pub use decide::{RetryContext, RetryDecision, SkipReason, decide_retry, refine_with_log_tail};
+pub use handler::{AutoRetryError, Invocation, Ports, handle};
+pub use settings::{AutoRetrySettings, SettingsError};

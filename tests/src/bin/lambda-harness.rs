@@ -3,7 +3,7 @@
 //! event sink).
 //!
 //! `lambda-harness --function NAME=PATH [--env K=V]... [--port N]
-//!                 [--on-failure-queue URL --sqs-endpoint URL]`
+//!                 [--sqs-endpoint URL [--on-failure-queue URL] [--sqs-source QUEUE_URL=NAME]...]`
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use harness::lambda::{self, FunctionSpec, OnFailureDestination, invoke_api};
+use harness::lambda::{self, FunctionSpec, OnFailureDestination, SqsSourceSpec, invoke_api};
 
 /// Serve Lambda's Invoke API (`POST /2015-03-31/functions/NAME/invocations`) over local binaries.
 #[derive(Debug, Parser)]
@@ -35,12 +35,27 @@ struct Args {
     /// SQS queue URL receiving failed asynchronous invocations (needs --sqs-endpoint).
     #[arg(long, requires = "sqs_endpoint")]
     on_failure_queue: Option<String>,
-    /// SQS endpoint of that queue (e.g. moto's).
-    #[arg(long, requires = "on_failure_queue")]
+    /// SQS endpoint of the on-failure queue and the SQS sources (e.g. moto's).
+    #[arg(long)]
     sqs_endpoint: Option<String>,
+    /// An SQS event source mapping, as QUEUE_URL=FUNCTION: the queue is polled and its messages
+    /// invoke the function in batches, partial batch responses honoured (repeatable; needs
+    /// --sqs-endpoint).
+    #[arg(long = "sqs-source", value_parser = parse_source, requires = "sqs_endpoint")]
+    sqs_sources: Vec<(String, String)>,
     /// Copy the functions' log lines to stderr.
     #[arg(long)]
     show_logs: bool,
+}
+
+/// `QUEUE_URL=FUNCTION`: split at the last `=` (a queue URL has none, but be safe).
+fn parse_source(raw: &str) -> Result<(String, String), String> {
+    match raw.rsplit_once('=') {
+        Some((queue, function)) if !queue.is_empty() && !function.is_empty() => {
+            Ok((queue.to_owned(), function.to_owned()))
+        }
+        _ => Err(format!("expected QUEUE_URL=FUNCTION, got {raw:?}")),
+    }
 }
 
 fn parse_pair(raw: &str) -> Result<(String, String), String> {
@@ -63,7 +78,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let on_failure = match (args.on_failure_queue, args.sqs_endpoint) {
+    let on_failure = match (&args.on_failure_queue, &args.sqs_endpoint) {
         (Some(queue), Some(endpoint)) => Some(OnFailureDestination::new(queue, endpoint)),
         _ => None,
     };
@@ -78,9 +93,22 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         };
         running.push(lambda::start(spec).await?);
     }
+    let mut sources = Vec::new();
+    for (queue, name) in args.sqs_sources {
+        let function = running
+            .iter()
+            .find(|function| function.name() == name)
+            .ok_or_else(|| format!("--sqs-source names {name}, which no --function defines"))?
+            .clone();
+        let endpoint = args.sqs_endpoint.clone().unwrap_or_default();
+        sources.push(lambda::sqs_source::start(SqsSourceSpec::new(queue, endpoint), function).await?);
+    }
     let server = invoke_api::serve(running, SocketAddr::new(args.bind, args.port)).await?;
     println!("lambda-harness listening on {}", server.endpoint());
     wait_for_stop_signal().await?;
+    for source in sources {
+        source.stop().await;
+    }
     server.shutdown().await;
     Ok(())
 }

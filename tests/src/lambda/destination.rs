@@ -2,11 +2,10 @@
 //! receiving the record Lambda sends when retries are exhausted.
 //! Shape: <https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html>.
 
-use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
 use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use super::{FunctionError, FunctionSpec};
+use super::{FunctionError, FunctionSpec, local_sqs};
 
 /// An SQS queue that receives the records of asynchronous invocations that failed for good.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,20 +30,13 @@ impl OnFailureDestination {
 
     /// Sends the record; returns SQS's message id or a description of the failure.
     pub(crate) async fn send(&self, record: &Value) -> Result<String, String> {
-        // Static test credentials: the destination is always a local emulator, never AWS.
-        let config = aws_sdk_sqs::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(self.region.clone()))
-            .endpoint_url(&self.sqs_endpoint)
-            .credentials_provider(Credentials::new("test", "test", None, None, "harness"))
-            .build();
-        let sent = aws_sdk_sqs::Client::from_conf(config)
+        let sent = local_sqs::client(&self.sqs_endpoint, &self.region)
             .send_message()
             .queue_url(&self.queue_url)
             .message_body(record.to_string())
             .send()
             .await
-            .map_err(|error| format!("{}", aws_sdk_sqs::error::DisplayErrorContext(error)))?;
+            .map_err(local_sqs::describe)?;
         Ok(sent.message_id().unwrap_or_default().to_owned())
     }
 }
