@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# `make demo`: the ops API end to end on this machine, no AWS account needed.
+# `make demo`: the ops API and auto-retry end to end on this machine, no AWS account needed.
 #
 #   codebuild-local  (our local CodeBuild, seeded with a few builds)
-#        ^  real AWS SDK calls (BatchGetBuilds)
-#   ops-api          (the real Lambda binary, run through the Lambda Runtime API by ...)
-#        ^  API Gateway HTTP API v2 events
-#   lambda-harness   (Lambda's Invoke API on 127.0.0.1; failed async work → SQS in moto)
-#        ^  this script
+#        ^  real AWS SDK calls (BatchGetBuilds, RetryBuild)      | Build State Change events
+#   ops-api, auto-retry (the real Lambda binaries, run through   v (async, as EventBridge)
+#        ^             the Lambda Runtime API by ...)
+#   lambda-harness   (Lambda's Invoke API on 127.0.0.1; failed async work → SQS in moto; the
+#        ^            delay queue polled as an SQS event source)
+#   this script      (moto: DynamoDB ledger, SQS delay queue + DLQ, SNS "gave up" topic)
 #
 # Assumes `cargo build --workspace --bins` ran and .venv exists (`make demo` does both first).
 # Everything started here is stopped on exit, whatever happens.
@@ -19,7 +20,7 @@ bin="${AUTOPILOT_BIN_DIR:-$root/target/debug}"
 py="$root/.venv/bin/python3"
 [[ -x "$py" ]] || py="$(command -v python3 || true)"
 
-for tool in codebuild-local lambda-harness ops-api; do
+for tool in codebuild-local lambda-harness ops-api auto-retry; do
   if [[ ! -x "$bin/$tool" ]]; then
     echo "demo: $bin/$tool is missing: run 'cargo build --workspace --bins' (make demo does)" >&2
     exit 1
@@ -165,38 +166,82 @@ echo "    FAILED      $failed_id"
 echo "    IN_PROGRESS $running_id"
 echo "    SUCCEEDED   $batched_id (in a batch)"
 
-echo "Starting moto's server (SQS for the dead-letter queue) ..."
+echo "Starting moto's server (DynamoDB ledger, SQS queues, SNS topic) ..."
 moto_port="$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 "$root/.venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 &
 pids+=("$!")
 moto="http://127.0.0.1:$moto_port"
 # boto3 comes with moto in .venv; it also waits until the server answers.
-dlq="$("$py" - "$moto" <<'PY'
-import sys, time, boto3
-sqs = boto3.client("sqs", endpoint_url=sys.argv[1], region_name="us-east-1",
-                   aws_access_key_id="demo", aws_secret_access_key="demo")
+# One line each: the dead-letter queue, the delay queue, the "gave up" topic and the queue
+# subscribed to it (where this script reads the notices).
+mapfile -t resources < <("$py" - "$moto" <<'PY'
+import json, sys, time, boto3
+def client(service):
+    return boto3.client(service, endpoint_url=sys.argv[1], region_name="us-east-1",
+                        aws_access_key_id="demo", aws_secret_access_key="demo")
+sqs = client("sqs")
 for _ in range(300):
     try:
-        print(sqs.create_queue(QueueName="autopilot-dlq")["QueueUrl"])
+        dlq = sqs.create_queue(QueueName="autopilot-dlq")["QueueUrl"]
         break
     except Exception:
         time.sleep(0.1)
 else:
     sys.exit("moto did not start")
+arn = lambda url: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+delay_dlq = sqs.create_queue(QueueName="autopilot-delay-dlq")["QueueUrl"]
+delay = sqs.create_queue(QueueName="autopilot-delay", Attributes={
+    "VisibilityTimeout": "5",
+    "RedrivePolicy": json.dumps({"deadLetterTargetArn": arn(delay_dlq), "maxReceiveCount": 5})})["QueueUrl"]
+# The ledger table as DynamoLedger::create_table makes it (template.yaml adds TTL and PITR).
+client("dynamodb").create_table(TableName="autopilot-ledger", BillingMode="PAY_PER_REQUEST",
+    AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+    KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
+sns = client("sns")
+topic = sns.create_topic(Name="autopilot-gave-up")["TopicArn"]
+inbox = sqs.create_queue(QueueName="gave-up-inbox")["QueueUrl"]
+sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn(inbox))
+print(dlq, delay, topic, inbox, sep="\n")
 PY
-)"
+)
+if ((${#resources[@]} != 4)); then
+  echo "demo: could not create the AWS resources in moto" >&2
+  exit 1
+fi
+dlq=${resources[0]} delay_queue=${resources[1]} topic=${resources[2]} inbox=${resources[3]}
 echo "    $moto (dead-letter queue: $dlq)"
 
-echo "Starting lambda-harness with the ops-api binary ..."
-start_server lambda-harness "$bin/lambda-harness" --port 0 \
+# Auto-retry's configuration: every project, at most one retry, no backoff so the demo is quick.
+cat >"$work/autopilot.toml" <<'TOML'
+[[projects]]
+name = "*"
+[projects.retry]
+max_retries = 1
+backoff_seconds = 0
+TOML
+
+echo "Starting lambda-harness with the ops-api and auto-retry binaries ..."
+# codebuild-local names a caller by its access key, so auto-retry recognises the builds its own
+# RetryBuild made by this key (AUTOPILOT_OWN_INITIATOR).
+start_server lambda-harness "$bin/lambda-harness" --port 0 --show-logs \
   --on-failure-queue "$dlq" --sqs-endpoint "$moto" \
   --function "ops-api=$bin/ops-api" \
+  --function "auto-retry=$bin/auto-retry" \
+  --sqs-source "$delay_queue=auto-retry" \
   --env "AWS_ENDPOINT_URL_CODEBUILD=$emulator" \
+  --env "AWS_ENDPOINT_URL=$moto" \
   --env AWS_REGION=us-east-1 \
-  --env AWS_ACCESS_KEY_ID=demo \
-  --env AWS_SECRET_ACCESS_KEY=demo
+  --env AWS_ACCESS_KEY_ID=autopilot-auto-retry \
+  --env AWS_SECRET_ACCESS_KEY=demo \
+  --env "AUTOPILOT_CONFIG_URI=file:$work/autopilot.toml" \
+  --env AUTOPILOT_PROJECT_PATTERNS='*' \
+  --env AUTOPILOT_LEDGER_TABLE=autopilot-ledger \
+  --env "AUTOPILOT_DELAY_QUEUE_URL=$delay_queue" \
+  --env "AUTOPILOT_GAVE_UP_TOPIC_ARN=$topic" \
+  --env AUTOPILOT_OWN_INITIATOR=autopilot-auto-retry
 harness=$server_url
 echo "    $harness/2015-03-31/functions/ops-api/invocations"
+echo "    $harness/2015-03-31/functions/auto-retry/invocations (also fed by the delay queue)"
 
 echo
 echo "Asking the ops API (each request is an API Gateway HTTP API v2 event):"
@@ -229,6 +274,94 @@ while time.time() < deadline:
 else:
     sys.exit("no dead-letter record arrived within 30 s")
 PY
+
+echo
+echo "Auto-retry: codebuild-local now sends every Build State Change event to the function,"
+echo "asynchronously, as the EventBridge rule does."
+http PUT "$emulator/_local/event-sink" \
+  "{\"url\": \"$harness/2015-03-31/functions/auto-retry/invocations\"}" >/dev/null
+
+# `decision BUILD_ID`: waits for auto-retry's decision on the failure of BUILD_ID (from the
+# function's JSON log lines, which the harness copies to its log) and prints it; sets `retry_id`.
+retry_id=""
+decision() {
+  local answer
+  answer="$("$py" - "$work/lambda-harness.log" "$1" <<'PY'
+import json, sys, time
+log, build = sys.argv[1:3]
+deadline = time.time() + 60
+while time.time() < deadline:
+    for line in open(log, errors="replace"):
+        if not line.startswith("[auto-retry] "):
+            continue
+        try:
+            fields = json.loads(line[len("[auto-retry] "):]).get("fields", {})
+        except ValueError:
+            continue
+        if (fields.get("message") == "auto-retry decision" and fields.get("build_id") == build
+                and fields.get("class") != "not_a_failure"):
+            shown = {k: fields[k] for k in ("action", "reason", "class", "project", "build_id",
+                                            "attempt", "dry_run", "retry_id") if k in fields}
+            print(fields.get("retry_id", ""))
+            print("    decision log: " + json.dumps(shown))
+            sys.exit(0)
+    time.sleep(0.2)
+sys.exit(f"no auto-retry decision on {build} within 60 s")
+PY
+)"
+  retry_id="$(head -n 1 <<<"$answer")"
+  tail -n +2 <<<"$answer"
+}
+
+rate_limited='{"buildStatus": "FAILED", "phaseType": "PROVISIONING", "contexts": [
+  {"statusCode": "BUILD_CONTAINER_UNABLE_TO_PULL_IMAGE",
+   "message": "CannotPullContainerError: toomanyrequests: Too Many Requests (Docker Hub rate limit)"}]}'
+
+shop="$(http POST "$emulator/_local/builds" '{
+  "projectName": "shop", "buildStatus": "IN_PROGRESS", "currentPhase": "PROVISIONING",
+  "initiator": "GitHub-Hookshot/4a2b1c", "sourceVersion": "refs/heads/main"}')"
+shop_id="$(json_field "$shop" id)"
+echo
+echo "==> $shop_id fails: Docker Hub's rate limit while pulling the image (transient)"
+http POST "$emulator/_local/builds/$shop_id/finish" "$rate_limited" >/dev/null
+decision "$shop_id"
+first_retry=$retry_id
+if [[ -z "$first_retry" ]]; then
+  echo "demo: auto-retry did not retry $shop_id" >&2
+  exit 1
+fi
+echo "<== the retry appears in codebuild-local: $first_retry"
+
+echo
+echo "==> $first_retry fails the same way (max_retries is 1 in the demo configuration)"
+http POST "$emulator/_local/builds/$first_retry/finish" "$rate_limited" >/dev/null
+decision "$first_retry"
+"$py" - "$moto" "$inbox" <<'PY'
+import json, sys, time, boto3
+moto, inbox = sys.argv[1:3]
+sqs = boto3.client("sqs", endpoint_url=moto, region_name="us-east-1",
+                   aws_access_key_id="demo", aws_secret_access_key="demo")
+deadline = time.time() + 30
+while time.time() < deadline:
+    messages = sqs.receive_message(QueueUrl=inbox, WaitTimeSeconds=1).get("Messages", [])
+    if messages:
+        notice = json.loads(json.loads(messages[0]["Body"])["Message"])
+        print(f"<== \"gave up\" on SNS: project={notice['project']}, root={notice['root_build']}, "
+              f"attempts={notice['attempts']}, because={notice['because']}, "
+              f"reasons={','.join(notice['reasons'])}")
+        break
+else:
+    sys.exit("no gave-up notice arrived within 30 s")
+PY
+echo "    builds of project shop: $("$py" - "$emulator" <<'PY'
+import json, sys, urllib.request
+request = urllib.request.Request(sys.argv[1] + "/", method="POST",
+    data=json.dumps({"projectName": "shop", "sortOrder": "ASCENDING"}).encode(),
+    headers={"X-Amz-Target": "CodeBuild_20161006.ListBuildsForProject",
+             "Content-Type": "application/x-amz-json-1.1"})
+print(" -> ".join(json.loads(urllib.request.urlopen(request, timeout=30).read())["ids"]))
+PY
+)"
 
 echo
 echo "Done; stopping codebuild-local, moto and lambda-harness."

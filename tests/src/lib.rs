@@ -1,6 +1,7 @@
 //! Test harness for CodeBuild Autopilot: runs the real function binaries as AWS Lambda does
 //! (Runtime API, asynchronous invocation semantics) and starts the local AWS stack (moto's server).
 
+pub mod event_capture;
 pub mod lambda;
 pub mod moto;
 pub mod workspace;

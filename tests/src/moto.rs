@@ -8,6 +8,11 @@
 //! - EventBridge `TestEventPattern` is a stub; test a pattern with a rule → SQS target →
 //!   `PutEvents` → read the queue.
 //! - DynamoDB TTL is stored but items never expire.
+//! - Conditional writes are not atomic under concurrency; [`MotoServer::endpoint`] is therefore
+//!   a proxy that gives DynamoDB requests one turn each, as DynamoDB itself orders writes to an
+//!   item (see `serial_proxy`).
+
+mod serial_proxy;
 
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -19,6 +24,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_sqs::config::Credentials;
 
 use crate::workspace;
+use serial_proxy::SerialProxy;
 
 /// Environment variable naming the `moto_server` executable (the Makefile exports it).
 pub const MOTO_SERVER_BIN_ENV: &str = "MOTO_SERVER_BIN";
@@ -73,7 +79,9 @@ pub enum MotoError {
 #[derive(Debug)]
 pub struct MotoServer {
     child: Child,
-    endpoint: String,
+    /// moto itself.
+    direct: String,
+    proxy: Option<SerialProxy>,
     log: PathBuf,
 }
 
@@ -120,10 +128,12 @@ impl MotoServer {
         // From here on, Drop kills the process whatever happens below.
         let mut server = MotoServer {
             child,
-            endpoint: format!("http://127.0.0.1:{port}"),
+            direct: format!("http://127.0.0.1:{port}"),
+            proxy: None,
             log,
         };
         server.wait_ready().await?;
+        server.proxy = Some(SerialProxy::start(&server.direct).await?);
         Ok(server)
     }
 
@@ -134,7 +144,7 @@ impl MotoServer {
             .map_err(|error| std::io::Error::other(error.to_string()))?;
         // `/moto-api/data.json` is moto's own state dump: cheap and served once every backend is
         // loaded. Any HTTP answer means the server is up.
-        let probe = format!("{}/moto-api/data.json", self.endpoint);
+        let probe = format!("{}/moto-api/data.json", self.direct);
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait()? {
@@ -149,7 +159,7 @@ impl MotoServer {
             }
             if started.elapsed() > READY_DEADLINE {
                 return Err(MotoError::NotReady {
-                    endpoint: self.endpoint.clone(),
+                    endpoint: self.direct.clone(),
                     deadline: READY_DEADLINE,
                     log: self.log.clone(),
                 });
@@ -158,9 +168,22 @@ impl MotoServer {
         }
     }
 
-    /// `http://127.0.0.1:PORT`: the endpoint URL for every AWS service moto serves.
+    /// `http://127.0.0.1:PORT`: the endpoint URL for every AWS service moto serves (through the
+    /// proxy that orders DynamoDB requests).
     pub fn endpoint(&self) -> &str {
-        &self.endpoint
+        self.proxy
+            .as_ref()
+            .map_or(self.direct.as_str(), |p| p.endpoint())
+    }
+
+    /// moto itself, without the ordering proxy (for tests of the proxy).
+    pub fn direct_endpoint(&self) -> &str {
+        &self.direct
+    }
+
+    /// DynamoDB requests that went through the ordering proxy so far.
+    pub fn dynamodb_requests(&self) -> usize {
+        self.proxy.as_ref().map_or(0, SerialProxy::serialized)
     }
 
     /// The file holding the server's stdout and stderr (under `target/moto/`).
@@ -175,7 +198,7 @@ impl MotoServer {
             .empty_test_environment()
             .region(Region::new(REGION))
             .credentials_provider(Credentials::new("test", "test", None, None, "moto"))
-            .endpoint_url(&self.endpoint)
+            .endpoint_url(self.endpoint())
             .load()
             .await
     }
@@ -183,7 +206,7 @@ impl MotoServer {
     /// Environment variables that point a child process (a Lambda binary) at this server.
     pub fn env(&self) -> Vec<(String, String)> {
         [
-            ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
+            ("AWS_ENDPOINT_URL", self.endpoint()),
             ("AWS_REGION", REGION),
             ("AWS_ACCESS_KEY_ID", "test"),
             ("AWS_SECRET_ACCESS_KEY", "test"),

@@ -132,9 +132,10 @@ async fn a_delay_is_sent_as_delay_seconds() {
     let url = create_queue(&client, "autopilot-delay").await;
     let queue = SqsDelayQueue::new(client.clone(), &url);
 
-    // A fraction of a second rounds up to a whole one: never back early.
+    // A fraction of a second rounds up to a whole one: never back early. Several seconds, so a
+    // loaded machine still looks before the message is due.
     queue
-        .send_later(&recheck(), Duration::from_millis(1500))
+        .send_later(&recheck(), Duration::from_millis(4500))
         .await
         .unwrap();
     // Functional, not a timing check: right after sending, the message is held back as
@@ -255,8 +256,7 @@ async fn a_notice_reaches_subscribers_with_subject_and_filterable_attributes() {
         envelope["MessageAttributes"]["because"]["Value"],
         "retry_cap_reached"
     );
-    let inner: GaveUpNotice =
-        serde_json::from_str(envelope["Message"].as_str().unwrap()).unwrap();
+    let inner: GaveUpNotice = serde_json::from_str(envelope["Message"].as_str().unwrap()).unwrap();
     assert_eq!(inner, capped);
 
     // The filter on `because` let only the breaker notice through.

@@ -448,7 +448,10 @@ fn records_logged(logs: &[LogLine]) -> Vec<(Value, String)> {
         .filter(|line| line["fields"]["marker"] == "fixture-record")
         .map(|line| {
             let body = serde_json::from_str(line["fields"]["body"].as_str().unwrap()).unwrap();
-            let count = line["fields"]["receive_count"].as_str().unwrap_or("").to_owned();
+            let count = line["fields"]["receive_count"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
             (body, count)
         })
         .collect()
@@ -481,7 +484,10 @@ async fn the_sqs_source_deletes_processed_messages_and_returns_reported_failures
     assert_eq!(dead, [json!({"fail": true})]);
     let stats = source.stats();
     assert_eq!(stats.deleted, 2, "{stats:?}");
-    assert_eq!(stats.returned, 2, "first and second delivery of the failure: {stats:?}");
+    assert_eq!(
+        stats.returned, 2,
+        "first and second delivery of the failure: {stats:?}"
+    );
     assert_eq!(stats.failed_invocations, 0, "{stats:?}");
 
     let records = records_logged(&function.logs());
@@ -540,10 +546,13 @@ async fn an_sqs_source_on_a_missing_queue_is_a_clear_error() {
     let moto = MotoServer::start().await.unwrap();
     let function = start_fixture().await;
     let missing = format!("{}/123456789012/no-such-queue", moto.endpoint());
-    let error = lambda::sqs_source::start(SqsSourceSpec::new(&missing, moto.endpoint()), function.clone())
-        .await
-        .err()
-        .unwrap();
+    let error = lambda::sqs_source::start(
+        SqsSourceSpec::new(&missing, moto.endpoint()),
+        function.clone(),
+    )
+    .await
+    .err()
+    .unwrap();
     assert!(error.to_string().contains("no-such-queue"), "{error}");
     function.shutdown().await;
 }

@@ -88,6 +88,52 @@ async fn dynamodb_conditional_put_lets_only_the_first_claim_win() {
     assert_eq!(owner, Some(AttributeValue::S("first".to_owned())));
 }
 
+/// Twenty racing claims of one key through `endpoint()` (the ordering proxy): exactly one wins,
+/// as with DynamoDB. (Straight at moto this race can let two through: its conditional writes
+/// are not atomic, which is why the proxy exists.) An SQS long poll meanwhile does not wait
+/// for the DynamoDB turns and is not counted as one.
+#[tokio::test]
+async fn racing_claims_through_the_endpoint_have_one_winner() {
+    let moto = MotoServer::start().await.unwrap();
+    let config = moto.sdk_config().await;
+    let ddb = aws_sdk_dynamodb::Client::new(&config);
+    create_ledger_table(&ddb).await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let queue = sqs
+        .create_queue()
+        .queue_name("idle")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let poll = tokio::spawn(async move {
+        sqs.receive_message()
+            .queue_url(queue)
+            .wait_time_seconds(2)
+            .send()
+            .await
+    });
+    let before = moto.dynamodb_requests();
+
+    let mut racers = tokio::task::JoinSet::new();
+    for owner in 0..20 {
+        let ddb = ddb.clone();
+        racers.spawn(async move { claim(&ddb, "retry#proj:1#1", &owner.to_string()).await });
+    }
+    let mut winners = 0;
+    while let Some(result) = racers.join_next().await {
+        match result.unwrap() {
+            Ok(()) => winners += 1,
+            Err(code) => assert_eq!(code, "ConditionalCheckFailed"),
+        }
+    }
+    assert_eq!(winners, 1);
+    assert_eq!(moto.dynamodb_requests(), before + 20);
+    assert!(poll.await.unwrap().is_ok());
+    assert_ne!(moto.endpoint(), moto.direct_endpoint());
+}
+
 #[tokio::test]
 async fn sqs_delivers_a_sent_message() {
     let moto = MotoServer::start().await.unwrap();

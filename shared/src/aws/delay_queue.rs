@@ -53,7 +53,9 @@ impl DelayQueue for SqsDelayQueue {
 
 /// Whole seconds, rounded up (a backoff must never come back early), at most `max`.
 fn delay_seconds(delay: Duration, max: Duration) -> i32 {
-    let rounded_up = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+    let rounded_up = delay
+        .as_secs()
+        .saturating_add(u64::from(delay.subsec_nanos() > 0));
     let clamped = rounded_up.min(max.as_secs());
     // `max` is SQS's 900 s, far inside `i32`; saturate rather than trust that.
     i32::try_from(clamped).unwrap_or(i32::MAX)

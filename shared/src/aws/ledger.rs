@@ -299,7 +299,10 @@ fn record_from_item(item: &HashMap<String, AttributeValue>) -> Result<LedgerReco
 }
 
 /// SDK errors → [`LedgerError`]; "retryable" means the ledger may answer later.
-pub(super) fn map_sdk_error<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> LedgerError
+pub(super) fn map_sdk_error<E>(
+    operation: &'static str,
+    err: SdkError<E, HttpResponse>,
+) -> LedgerError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
@@ -336,7 +339,10 @@ where
     }
 }
 
-pub(super) fn unexpected_build(operation: &'static str, err: &dyn std::error::Error) -> LedgerError {
+pub(super) fn unexpected_build(
+    operation: &'static str,
+    err: &dyn std::error::Error,
+) -> LedgerError {
     LedgerError::Unexpected {
         operation,
         code: None,

@@ -1,20 +1,22 @@
 //! AWS SDK adapters for the ports, and the one place clients are built. Nothing outside this
 //! module imports the SDK.
 
-mod codebuild;
-mod convert;
-mod error;
 mod build_logs;
+mod codebuild;
+mod config_source;
+mod convert;
 mod delay_queue;
+mod error;
 mod ledger;
 mod notifier;
 mod retry_book;
 mod service_error;
 
-pub use codebuild::SdkCodeBuild;
-pub use error::classify_service_error;
 pub use build_logs::CloudWatchBuildLogs;
+pub use codebuild::SdkCodeBuild;
+pub use config_source::SdkConfigSource;
 pub use delay_queue::SqsDelayQueue;
+pub use error::classify_service_error;
 pub use ledger::DynamoLedger;
 pub use notifier::SnsNotifier;
 pub use retry_book::DynamoRetryBook;

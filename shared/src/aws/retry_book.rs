@@ -16,8 +16,8 @@ use std::time::Duration;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, CancellationReason, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem, Update,
+    AttributeValue, CancellationReason, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    Update,
 };
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 
@@ -86,7 +86,11 @@ impl DynamoRetryBook {
     }
 
     async fn link(&self, key: &str) -> Result<Option<Lineage>, LedgerError> {
-        self.get(key).await?.as_ref().map(lineage_from_item).transpose()
+        self.get(key)
+            .await?
+            .as_ref()
+            .map(lineage_from_item)
+            .transpose()
     }
 
     /// Writes one link item unless the key holds one already; an existing item must hold the
@@ -138,19 +142,14 @@ impl DynamoRetryBook {
             // Deleted between the failed write and the read (only TTL deletes these): the next
             // delivery writes it again.
             None => Err(LedgerError::Contended {
-                key: ledger_key("lineage", key)?,
+                key: ledger_key(key)?,
             }),
         }
     }
 
     /// The current value of an hourly counter (0 when none was taken yet).
     async fn counter(&self, key: &str) -> Result<u32, LedgerError> {
-        Ok(self
-            .get(key)
-            .await?
-            .as_ref()
-            .and_then(used_in)
-            .unwrap_or(0))
+        Ok(self.get(key).await?.as_ref().and_then(used_in).unwrap_or(0))
     }
 
     fn budget_update(
@@ -244,6 +243,17 @@ impl RetryBook for DynamoRetryBook {
             .at
             .duration_trunc(TimeDelta::hours(1))
             .map_err(|e| unexpected_build(OP, &e))?;
+        // A project named like the account scope (or with the separator) would share or
+        // split a counter; CodeBuild allows neither in a name, so it is a caller's bug.
+        if request.project.is_empty()
+            || request.project == ACCOUNT_SCOPE
+            || request.project.contains('#')
+        {
+            return Err(LedgerError::InvalidKey {
+                operation: "budget".to_owned(),
+                identity: request.project.clone(),
+            });
+        }
         let account_key = budget_key(ACCOUNT_SCOPE, hour);
         let project_key = budget_key(&request.project, hour);
         let account_limit = request.account_limit;
@@ -309,7 +319,7 @@ impl RetryBook for DynamoRetryBook {
                 }
                 Refusal::Conflict => {
                     return Err(LedgerError::Contended {
-                        key: ledger_key("budget", &project_key)?,
+                        key: ledger_key(&project_key)?,
                     });
                 }
                 Refusal::Other(codes) => {
@@ -322,7 +332,7 @@ impl RetryBook for DynamoRetryBook {
             }
         }
         Err(LedgerError::Contended {
-            key: ledger_key("budget", &project_key)?,
+            key: ledger_key(&project_key)?,
         })
     }
 }
@@ -365,7 +375,9 @@ fn budget_refusal(reasons: &[CancellationReason]) -> Refusal<'_> {
     }
 }
 
-fn cancellation_reasons<R>(err: &SdkError<TransactWriteItemsError, R>) -> Option<&[CancellationReason]> {
+fn cancellation_reasons<R>(
+    err: &SdkError<TransactWriteItemsError, R>,
+) -> Option<&[CancellationReason]> {
     match err {
         SdkError::ServiceError(service) => match service.err() {
             TransactWriteItemsError::TransactionCanceledException(cancelled) => {
@@ -421,10 +433,10 @@ fn budget_key(scope: &str, hour: DateTime<Utc>) -> String {
     format!("budget#{scope}#{}", hour.format("%Y-%m-%dT%H"))
 }
 
-/// A [`LedgerKey`] for an error that names an item: the item's key after its kind.
-fn ledger_key(operation: &str, pk: &str) -> Result<LedgerKey, LedgerError> {
-    let identity = pk.split_once('#').map_or(pk, |(_, rest)| rest);
-    LedgerKey::new(operation, identity)
+/// The [`LedgerKey`] an error names an item by: its kind, then the rest of its key.
+fn ledger_key(pk: &str) -> Result<LedgerKey, LedgerError> {
+    let (kind, identity) = pk.split_once('#').unwrap_or((pk, ""));
+    LedgerKey::new(kind, identity)
 }
 
 fn lineage_from_item(item: &HashMap<String, AttributeValue>) -> Result<Lineage, LedgerError> {
@@ -485,10 +497,20 @@ mod tests {
 
     #[test]
     fn refusals_read_in_order() {
-        let account = [reason("ConditionalCheckFailed", Some(9)), reason("None", None)];
-        assert!(matches!(budget_refusal(&account), Refusal::Account(Some(item)) if used_in(item) == Some(9)));
-        let project = [reason("None", None), reason("ConditionalCheckFailed", Some(3))];
-        assert!(matches!(budget_refusal(&project), Refusal::Project(Some(item)) if used_in(item) == Some(3)));
+        let account = [
+            reason("ConditionalCheckFailed", Some(9)),
+            reason("None", None),
+        ];
+        assert!(
+            matches!(budget_refusal(&account), Refusal::Account(Some(item)) if used_in(item) == Some(9))
+        );
+        let project = [
+            reason("None", None),
+            reason("ConditionalCheckFailed", Some(3)),
+        ];
+        assert!(
+            matches!(budget_refusal(&project), Refusal::Project(Some(item)) if used_in(item) == Some(3))
+        );
         let both = [
             reason("ConditionalCheckFailed", None),
             reason("ConditionalCheckFailed", None),
@@ -504,11 +526,9 @@ mod tests {
     }
 
     #[test]
-    fn error_keys_drop_the_item_kind() {
+    fn error_keys_are_the_item_keys() {
         assert_eq!(
-            ledger_key("budget", "budget#web#2025-03-04T05")
-                .unwrap()
-                .as_str(),
+            ledger_key("budget#web#2025-03-04T05").unwrap().as_str(),
             "budget#web#2025-03-04T05"
         );
     }

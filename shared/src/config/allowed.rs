@@ -43,7 +43,9 @@ impl AllowedProjects {
             })
             .collect::<Result<Vec<_>, _>>()?;
         if patterns.is_empty() {
-            return Err(invalid("no pattern given (use `*` to allow every project)".into()));
+            return Err(invalid(
+                "no pattern given (use `*` to allow every project)".into(),
+            ));
         }
         Ok(Self { patterns })
     }

@@ -67,8 +67,12 @@ pub(super) struct RawRetry {
 }
 
 /// Cleans one value of a nested key (reporting what it drops); `None` drops the key.
-type Cleaner =
-    for<'i> fn(Spanned<DeValue<'i>>, &str, &str, &mut Vec<ConfigProblem>) -> Option<Spanned<DeValue<'i>>>;
+type Cleaner = for<'i> fn(
+    Spanned<DeValue<'i>>,
+    &str,
+    &str,
+    &mut Vec<ConfigProblem>,
+) -> Option<Spanned<DeValue<'i>>>;
 
 /// A table of the file, with the keys whose values are tables or arrays of tables themselves.
 trait Section: DeserializeOwned {
@@ -221,7 +225,10 @@ fn problem_from_de(
 fn humanize(message: &str) -> String {
     let message = message.trim();
     if let Some(rest) = message.strip_prefix("unknown field ") {
-        return format!("unknown key {}", rest.replacen(", expected", "; expected", 1));
+        return format!(
+            "unknown key {}",
+            rest.replacen(", expected", "; expected", 1)
+        );
     }
     if let Some(rest) = message.strip_prefix("invalid type: ")
         && let Some((got, expected)) = rest.split_once(", expected ")
@@ -248,5 +255,9 @@ fn join(path: &str, key: &str) -> String {
 /// 1-based line of byte `offset` in `text`.
 pub(super) fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
-    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }

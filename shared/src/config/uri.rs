@@ -18,9 +18,7 @@ impl ConfigUri {
             uri: text.to_owned(),
             reason: format!("{reason}; accepted forms: {ACCEPTED_FORMS}"),
         };
-        let (scheme, rest) = text
-            .split_once(':')
-            .ok_or_else(|| invalid("no scheme"))?;
+        let (scheme, rest) = text.split_once(':').ok_or_else(|| invalid("no scheme"))?;
         match scheme {
             "file" => parse_file(rest).ok_or_else(|| invalid("a file path must be absolute")),
             "ssm" => parse_ssm(rest).ok_or_else(|| invalid("an SSM parameter name is required")),

@@ -61,7 +61,12 @@ impl Checker<'_> {
         let mut projects: Vec<ProjectEntry> = Vec::new();
         // (pattern, index, line) of the entries read so far, for duplicates and shadowing.
         let mut earlier: Vec<(ProjectPattern, usize, usize)> = Vec::new();
-        for (index, raw) in document.projects.unwrap_or_default().into_iter().enumerate() {
+        for (index, raw) in document
+            .projects
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
             let path = format!("projects[{index}]");
             let entry_line = line_of(self.text, raw.span().start);
             let raw: RawProject = raw.into_inner();
@@ -72,10 +77,7 @@ impl Checker<'_> {
             let Some(pattern) = self.pattern(raw.name.as_ref(), &path, entry_line, allowed) else {
                 continue;
             };
-            let line = raw
-                .name
-                .as_ref()
-                .map_or(entry_line, |name| self.line(name));
+            let line = raw.name.as_ref().map_or(entry_line, |name| self.line(name));
             self.check_order(&pattern, &earlier, &path, line);
             earlier.push((pattern.clone(), index, line));
             projects.push(ProjectEntry {
@@ -96,7 +98,14 @@ impl Checker<'_> {
     ) -> Option<ProjectPattern> {
         let path = format!("{path}.name");
         let Some(name) = name else {
-            self.problem(entry_line, &path, "required: the project name or glob".into());
+            // A name of the wrong type was reported and dropped already; "required" would be noise.
+            if !self.problems.iter().any(|p| p.path == path) {
+                self.problem(
+                    entry_line,
+                    &path,
+                    "required: the project name or glob".into(),
+                );
+            }
             return None;
         };
         let line = self.line(name);
@@ -108,7 +117,11 @@ impl Checker<'_> {
         let pattern = match ProjectPattern::new(text) {
             Ok(pattern) => pattern,
             Err(error) => {
-                self.problem(line, &path, format!("`{text}` is not a valid glob: {}", error.kind()));
+                self.problem(
+                    line,
+                    &path,
+                    format!("`{text}` is not a valid glob: {}", error.kind()),
+                );
                 return None;
             }
         };
@@ -165,15 +178,15 @@ impl Checker<'_> {
         if let Some(v) = &raw.enabled {
             policy.enabled = *v.get_ref();
         }
-        if let Some(v) = &raw.classes {
-            if let Some(classes) = self.classes(v, &key("classes")) {
-                policy.classes = classes;
-            }
+        if let Some(v) = &raw.classes
+            && let Some(classes) = self.classes(v, &key("classes"))
+        {
+            policy.classes = classes;
         }
-        if let Some(v) = &raw.max_retries {
-            if let Some(n) = self.count(v, &key("max_retries"), 0, MAX_RETRIES_LIMIT, "") {
-                policy.max_retries = n;
-            }
+        if let Some(v) = &raw.max_retries
+            && let Some(n) = self.count(v, &key("max_retries"), 0, MAX_RETRIES_LIMIT, "")
+        {
+            policy.max_retries = n;
         }
         if let Some(v) = &raw.retry_timed_out {
             policy.retry_timed_out = *v.get_ref();
@@ -185,23 +198,27 @@ impl Checker<'_> {
                 policy.backoff_initial = Duration::from_secs(u64::from(n));
             }
         }
-        if let Some(v) = &raw.hourly_budget {
-            if let Some(n) = self.count(v, &key("hourly_budget"), 1, u32::MAX, "") {
-                policy.hourly_budget = n;
-            }
+        if let Some(v) = &raw.hourly_budget
+            && let Some(n) = self.count(v, &key("hourly_budget"), 1, u32::MAX, "")
+        {
+            policy.hourly_budget = n;
         }
         if let Some(v) = &raw.read_log_tail {
             policy.read_log_tail = *v.get_ref();
         }
-        if let Some(v) = &raw.log_tail_lines {
-            if let Some(n) = self.count(v, &key("log_tail_lines"), 1, MAX_LOG_TAIL_LINES, "") {
-                policy.log_tail_lines = n;
-            }
+        if let Some(v) = &raw.log_tail_lines
+            && let Some(n) = self.count(v, &key("log_tail_lines"), 1, MAX_LOG_TAIL_LINES, "")
+        {
+            policy.log_tail_lines = n;
         }
         policy
     }
 
-    fn classes(&mut self, raw: &Spanned<Vec<Spanned<String>>>, path: &str) -> Option<Vec<RetryClass>> {
+    fn classes(
+        &mut self,
+        raw: &Spanned<Vec<Spanned<String>>>,
+        path: &str,
+    ) -> Option<Vec<RetryClass>> {
         let mut classes = Vec::new();
         let mut valid = true;
         for (index, name) in raw.get_ref().iter().enumerate() {
@@ -221,7 +238,11 @@ impl Checker<'_> {
                 }
             };
             if classes.contains(&class) {
-                self.problem(line, &item_path, format!("`{}` is listed twice", name.get_ref()));
+                self.problem(
+                    line,
+                    &item_path,
+                    format!("`{}` is listed twice", name.get_ref()),
+                );
                 valid = false;
                 continue;
             }
@@ -232,10 +253,10 @@ impl Checker<'_> {
 
     fn account(&mut self, raw: RawAccount) -> AccountSettings {
         let mut account = AccountSettings::default();
-        if let Some(v) = &raw.hourly_retry_limit {
-            if let Some(n) = self.count(v, "account.hourly_retry_limit", 1, u32::MAX, "") {
-                account.hourly_retry_limit = n;
-            }
+        if let Some(v) = &raw.hourly_retry_limit
+            && let Some(n) = self.count(v, "account.hourly_retry_limit", 1, u32::MAX, "")
+        {
+            account.hourly_retry_limit = n;
         }
         if let Some(v) = raw.notify_gave_up {
             account.notify_gave_up = v.into_inner();
@@ -244,7 +265,14 @@ impl Checker<'_> {
     }
 
     /// The number when it lies in `min..=max`; otherwise a problem (`why` explains a limit).
-    fn count(&mut self, raw: &Spanned<i64>, path: &str, min: u32, max: u32, why: &str) -> Option<u32> {
+    fn count(
+        &mut self,
+        raw: &Spanned<i64>,
+        path: &str,
+        min: u32,
+        max: u32,
+        why: &str,
+    ) -> Option<u32> {
         let value = *raw.get_ref();
         let line = self.line(raw);
         if value < i64::from(min) {
@@ -252,7 +280,11 @@ impl Checker<'_> {
             return None;
         }
         if value > i64::from(max) {
-            self.problem(line, path, format!("must be at most {max}{why}, got {value}"));
+            self.problem(
+                line,
+                path,
+                format!("must be at most {max}{why}, got {value}"),
+            );
             return None;
         }
         u32::try_from(value).ok()

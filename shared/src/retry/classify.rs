@@ -52,7 +52,11 @@ pub fn classify_build(build: &Build) -> Classification {
             let failing: Vec<_> = build
                 .phases
                 .iter()
-                .filter(|p| p.phase_status.as_ref().is_some_and(|s| *s != PhaseStatus::Succeeded))
+                .filter(|p| {
+                    p.phase_status
+                        .as_ref()
+                        .is_some_and(|s| *s != PhaseStatus::Succeeded)
+                })
                 .collect();
             let fault = build.status == BuildStatus::Fault
                 || failing

@@ -245,7 +245,10 @@ mod tests {
     #[test]
     fn retry_once_and_timed_out_get_one_retry() {
         let policy = RetryPolicy::default();
-        assert_eq!(decide(FAULT, &policy, 0), retry(1, 30, Reason::ServiceFault));
+        assert_eq!(
+            decide(FAULT, &policy, 0),
+            retry(1, 30, Reason::ServiceFault)
+        );
         assert_eq!(decide(FAULT, &policy, 1), cap(1));
         assert_eq!(
             decide(TIMEOUT, &policy, 0),
@@ -255,7 +258,10 @@ mod tests {
             retry_timed_out: true,
             ..RetryPolicy::default()
         };
-        assert_eq!(decide(TIMEOUT, &timeouts, 0), retry(1, 30, Reason::TimedOut));
+        assert_eq!(
+            decide(TIMEOUT, &timeouts, 0),
+            retry(1, 30, Reason::TimedOut)
+        );
         assert_eq!(decide(TIMEOUT, &timeouts, 1), cap(1));
     }
 
@@ -291,7 +297,10 @@ mod tests {
             classes: vec![RetryClass::Transient],
             ..RetryPolicy::default()
         };
-        assert_eq!(decide(FAULT, &only_transient, 0).reason(), "class_not_enabled");
+        assert_eq!(
+            decide(FAULT, &only_transient, 0).reason(),
+            "class_not_enabled"
+        );
         assert_eq!(decide(RATE, &only_transient, 0).action(), "retry");
         let none = RetryPolicy {
             classes: vec![],

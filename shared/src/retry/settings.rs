@@ -118,8 +118,11 @@ impl AutoRetrySettings {
     /// count as unset, because templates often pass `""` for "not given".
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let required = |variable: &'static str| get(variable).ok_or(SettingsError::Missing { variable });
-        let seconds = |variable: &'static str, default: Duration| -> Result<Duration, SettingsError> {
+        let required =
+            |variable: &'static str| get(variable).ok_or(SettingsError::Missing { variable });
+        let seconds = |variable: &'static str,
+                       default: Duration|
+         -> Result<Duration, SettingsError> {
             get(variable).map_or(Ok(default), |value| {
                 parse_u32(variable, &value, "whole seconds").map(|s| Duration::from_secs(s.into()))
             })
@@ -146,10 +149,10 @@ impl AutoRetrySettings {
                 expected: "at most 900 (the longest SQS delay)",
             });
         }
-        let batch_max_rechecks = get(BATCH_MAX_RECHECKS).map_or(
-            Ok(DEFAULT_BATCH_MAX_RECHECKS),
-            |value| parse_u32(BATCH_MAX_RECHECKS, &value, "a whole number"),
-        )?;
+        let batch_max_rechecks = get(BATCH_MAX_RECHECKS)
+            .map_or(Ok(DEFAULT_BATCH_MAX_RECHECKS), |value| {
+                parse_u32(BATCH_MAX_RECHECKS, &value, "a whole number")
+            })?;
 
         Ok(Self {
             config_uri: required(CONFIG_URI)?,
@@ -167,7 +170,11 @@ impl AutoRetrySettings {
     }
 }
 
-fn parse_u32(variable: &'static str, value: &str, expected: &'static str) -> Result<u32, SettingsError> {
+fn parse_u32(
+    variable: &'static str,
+    value: &str,
+    expected: &'static str,
+) -> Result<u32, SettingsError> {
     value.trim().parse().map_err(|_| SettingsError::Invalid {
         variable,
         value: value.to_owned(),
@@ -227,7 +234,10 @@ mod tests {
         pairs.extend([
             (CONFIG_TTL_SECONDS, "5"),
             (PROJECT_PATTERNS, "web-*,api"),
-            (GAVE_UP_TOPIC_ARN, "arn:aws:sns:us-east-1:123456789012:gave-up"),
+            (
+                GAVE_UP_TOPIC_ARN,
+                "arn:aws:sns:us-east-1:123456789012:gave-up",
+            ),
             (OWN_INITIATOR, "autopilot-AutoRetryRole-*"),
             (DRY_RUN, "TRUE"),
             (BATCH_RECHECK_SECONDS, "2"),
@@ -248,7 +258,11 @@ mod tests {
     #[test]
     fn errors_name_the_variable() {
         for missing in [CONFIG_URI, LEDGER_TABLE, DELAY_QUEUE_URL] {
-            let pairs: Vec<_> = REQUIRED.iter().copied().filter(|(k, _)| *k != missing).collect();
+            let pairs: Vec<_> = REQUIRED
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != missing)
+                .collect();
             let err = settings(&pairs).unwrap_err();
             assert_eq!(err, SettingsError::Missing { variable: missing });
             assert!(err.to_string().contains(missing));
@@ -275,7 +289,11 @@ mod tests {
         let s = settings(&pairs).unwrap();
         assert_eq!(s.gave_up_topic_arn, None);
         assert!(s.own_initiator.is_none());
-        let pairs = [(CONFIG_URI, "file:/x"), (LEDGER_TABLE, ""), (DELAY_QUEUE_URL, "q")];
+        let pairs = [
+            (CONFIG_URI, "file:/x"),
+            (LEDGER_TABLE, ""),
+            (DELAY_QUEUE_URL, "q"),
+        ];
         assert_eq!(
             settings(&pairs).unwrap_err(),
             SettingsError::Missing {

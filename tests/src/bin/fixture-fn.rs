@@ -31,14 +31,12 @@ impl From<FixtureFailure> for Diagnostic {
 fn handle_records(records: &[Value]) -> Value {
     let mut failures = Vec::new();
     for record in records {
-        let body = record.get("body").and_then(Value::as_str).unwrap_or_default();
+        let body = record
+            .get("body")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let receive_count = record["attributes"]["ApproximateReceiveCount"].as_str();
-        tracing::info!(
-            marker = "fixture-record",
-            body,
-            receive_count,
-            "record"
-        );
+        tracing::info!(marker = "fixture-record", body, receive_count, "record");
         let body: Value = serde_json::from_str(body).unwrap_or(Value::Null);
         if body.get("crash") == Some(&Value::Bool(true)) {
             std::process::abort();

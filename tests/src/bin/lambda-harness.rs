@@ -101,7 +101,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             .ok_or_else(|| format!("--sqs-source names {name}, which no --function defines"))?
             .clone();
         let endpoint = args.sqs_endpoint.clone().unwrap_or_default();
-        sources.push(lambda::sqs_source::start(SqsSourceSpec::new(queue, endpoint), function).await?);
+        sources
+            .push(lambda::sqs_source::start(SqsSourceSpec::new(queue, endpoint), function).await?);
     }
     let server = invoke_api::serve(running, SocketAddr::new(args.bind, args.port)).await?;
     println!("lambda-harness listening on {}", server.endpoint());

@@ -135,7 +135,10 @@ impl SqsEventSource {
 }
 
 /// The queue's ARN (`eventSourceARN`), as `GetQueueAttributes` reports it.
-async fn queue_arn(sqs: &aws_sdk_sqs::Client, spec: &SqsSourceSpec) -> Result<String, HarnessError> {
+async fn queue_arn(
+    sqs: &aws_sdk_sqs::Client,
+    spec: &SqsSourceSpec,
+) -> Result<String, HarnessError> {
     let attributes = sqs
         .get_queue_attributes()
         .queue_url(&spec.queue_url)

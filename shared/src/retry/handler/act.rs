@@ -94,9 +94,12 @@ pub(super) enum Claimed {
 
 /// The budget reason stored in a failed claim, read back as the give-up cause.
 fn budget_cause(stored: &str) -> Option<GaveUpBecause> {
-    [GaveUpBecause::ProjectBudgetSpent, GaveUpBecause::BreakerOpen]
-        .into_iter()
-        .find(|because| gave_up_reason(*because) == stored)
+    [
+        GaveUpBecause::ProjectBudgetSpent,
+        GaveUpBecause::BreakerOpen,
+    ]
+    .into_iter()
+    .find(|because| gave_up_reason(*because) == stored)
 }
 
 impl<C, L, B, Q, N, G> Run<'_, C, L, B, Q, N, G>
@@ -108,11 +111,7 @@ where
     N: Notifier,
     G: BuildLogs,
 {
-    async fn claim(
-        &self,
-        key: LedgerKey,
-        payload: &Value,
-    ) -> Result<ClaimOutcome, AutoRetryError> {
+    async fn claim(&self, key: LedgerKey, payload: &Value) -> Result<ClaimOutcome, AutoRetryError> {
         let request = ClaimRequest::new(
             key,
             PayloadHash::of_json(payload),
@@ -187,7 +186,12 @@ where
             BudgetOutcome::ProjectExhausted { .. } => GaveUpBecause::ProjectBudgetSpent,
             BudgetOutcome::BreakerOpen { .. } => GaveUpBecause::BreakerOpen,
         };
-        if let Err(err) = self.ports.ledger.fail(&claim, gave_up_reason(because)).await {
+        if let Err(err) = self
+            .ports
+            .ledger
+            .fail(&claim, gave_up_reason(because))
+            .await
+        {
             tracing::warn!(key = %claim.key, error = %err, "could not record the spent budget");
         }
         let done = self
@@ -206,7 +210,11 @@ where
 
     /// Records the result under the claim. A claim that is no longer ours (its lease ran out
     /// and someone completed it) is logged: the retry exists either way.
-    pub(super) async fn complete(&self, claim: &Claim, result: &Value) -> Result<(), AutoRetryError> {
+    pub(super) async fn complete(
+        &self,
+        claim: &Claim,
+        result: &Value,
+    ) -> Result<(), AutoRetryError> {
         match self.ports.ledger.complete(claim, result).await {
             Ok(()) => Ok(()),
             Err(err) if err.is_retryable() => Err(err.into()),
@@ -280,7 +288,8 @@ where
             created_at: self.inv.now,
         };
         self.ports.book.record_lineage(&lineage).await?;
-        self.complete(&claim, &json!({"build": made.id.id()})).await?;
+        self.complete(&claim, &json!({"build": made.id.id()}))
+            .await?;
         let mut record = record.decided(Action::Retry, reason.as_str());
         record.retry_id = Some(made.id.id());
         Ok(self.emit(record))
@@ -304,8 +313,8 @@ where
             record.would = Some(Action::GiveUp);
             return Ok(self.emit(record));
         }
-        let wants_notice = self.inv.settings.gave_up_topic_arn.is_some()
-            && self.inv.config.account.notify_gave_up;
+        let wants_notice =
+            self.inv.settings.gave_up_topic_arn.is_some() && self.inv.config.account.notify_gave_up;
         if wants_notice {
             self.notify_once(chain, because, attempts, reasons).await?;
         }

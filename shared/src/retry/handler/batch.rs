@@ -92,11 +92,7 @@ where
             .codebuild
             .batch_get_build_batches(std::slice::from_ref(batch))
             .await?;
-        let Some(found) = lookup
-            .batches
-            .into_iter()
-            .find(|b| b.id.id() == batch.id())
-        else {
+        let Some(found) = lookup.batches.into_iter().find(|b| b.id.id() == batch.id()) else {
             return Ok(self.emit(record.decided(Action::Skip, "batch_not_found")));
         };
         let attempts = self.ports.book.batch_attempts(batch).await?.attempts;
@@ -109,7 +105,9 @@ where
         }
 
         if !found.complete || found.status == BuildStatus::InProgress {
-            return self.recheck_later(record, member, batch, attempts, trigger).await;
+            return self
+                .recheck_later(record, member, batch, attempts, trigger)
+                .await;
         }
         if !is_retry_candidate(&found.status) {
             return Ok(self.emit(record.decided(Action::Skip, status_reason(&found.status))));
@@ -164,10 +162,13 @@ where
         };
         let record = record.class(strictest.classification.class);
         match strictest.decision {
-            RetryDecision::Skip(reason) => Ok(self.emit(record.decided(Action::Skip, reason.as_str()))),
+            RetryDecision::Skip(reason) => {
+                Ok(self.emit(record.decided(Action::Skip, reason.as_str())))
+            }
             RetryDecision::GiveUp { because, attempts } => {
                 let chain = Chain::Batch { batch, member };
-                self.give_up(record, chain, because, attempts, reasons).await
+                self.give_up(record, chain, because, attempts, reasons)
+                    .await
             }
             RetryDecision::Retry {
                 attempt,
@@ -216,7 +217,13 @@ where
             let chain = Chain::Batch { batch, member };
             let reasons = vec!["batch_in_progress".to_owned()];
             return self
-                .give_up(record, chain, GaveUpBecause::BatchNeverFinished, attempts, reasons)
+                .give_up(
+                    record,
+                    chain,
+                    GaveUpBecause::BatchNeverFinished,
+                    attempts,
+                    reasons,
+                )
                 .await;
         }
         if record.dry_run {
@@ -289,7 +296,8 @@ where
         };
         failpoint(AFTER_RETRY_BUILD);
         self.ports.book.record_batch_attempt(batch, attempt).await?;
-        self.complete(&claim, &json!({"batch": made.id.id()})).await?;
+        self.complete(&claim, &json!({"batch": made.id.id()}))
+            .await?;
         let mut record = record.decided(Action::Retry, reason.as_str());
         record.retry_id = Some(made.id.id());
         Ok(self.emit(record))

@@ -94,7 +94,10 @@ where
         }
         if let Some(arn) = build.batch_arn.as_deref() {
             let batch = BatchId::parse(arn).map_err(|err| AutoRetryError::Rejected {
-                message: format!("build {} names an unreadable batch {arn:?}: {err}", build.id),
+                message: format!(
+                    "build {} names an unreadable batch {arn:?}: {err}",
+                    build.id
+                ),
             })?;
             let trigger = match delivery {
                 Delivery::Event => super::batch::BatchTrigger::Event { raw },
@@ -135,9 +138,13 @@ where
                     root: &root,
                     last: &build.id,
                 };
-                self.give_up(record, chain, because, attempts, vec![
-                    classification.reason.as_str().to_owned(),
-                ])
+                self.give_up(
+                    record,
+                    chain,
+                    because,
+                    attempts,
+                    vec![classification.reason.as_str().to_owned()],
+                )
                 .await
             }
             RetryDecision::Retry {

@@ -55,7 +55,9 @@ impl AutoRetryError {
             Self::CodeBuild(err) => err.is_retryable(),
             Self::Ledger(err) => err.is_retryable(),
             Self::Service(err) => err.is_retryable(),
-            Self::ClaimInProgress { .. } | Self::LineagePending { .. } | Self::Config { .. } => true,
+            Self::ClaimInProgress { .. } | Self::LineagePending { .. } | Self::Config { .. } => {
+                true
+            }
         }
     }
 

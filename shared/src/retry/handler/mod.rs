@@ -27,11 +27,12 @@ pub use record::{Action, DecisionRecord};
 
 use super::settings::AutoRetrySettings;
 use super::work::DelayedWork;
-use crate::config::Config;
+use crate::config::{Config, ConfigCache};
 use crate::ledger::Ledger;
 use crate::model::BuildStateChangeEvent;
 use crate::model::build_event::BUILD_STATE_CHANGE;
-use crate::ports::{BuildLogs, CodeBuild, DelayQueue, Notifier, RetryBook};
+use crate::ports::{BuildLogs, CodeBuild, ConfigSource, DelayQueue, Notifier, RetryBook};
+use crate::retry::work::GaveUpNotice;
 
 /// The function name, as the metrics' `Function` dimension.
 pub const FUNCTION_NAME: &str = "auto-retry";
@@ -75,7 +76,9 @@ pub struct Invocation<'a> {
 impl Invocation<'_> {
     /// How long a claim holds: the time left minus a safety margin, at least [`MIN_LEASE`].
     pub fn lease(&self) -> Duration {
-        let left = (self.deadline - self.now).to_std().unwrap_or(Duration::ZERO);
+        let left = (self.deadline - self.now)
+            .to_std()
+            .unwrap_or(Duration::ZERO);
         left.saturating_sub(LEASE_SAFETY_MARGIN).max(MIN_LEASE)
     }
 }
@@ -111,6 +114,67 @@ where
         log_error(err);
     }
     result
+}
+
+/// One Lambda invocation, as the function's `main` runs it: the configuration from `cache`, the
+/// clock, [`handle`]. A retryable error comes back as `Err` (Lambda's retries, then the
+/// dead-letter queue, keep the event); a non-retryable one, already logged, becomes an `Ok`
+/// answer naming the rejection, so Lambda does not retry what cannot succeed.
+pub async fn invoke<S, C, L, B, Q, N, G>(
+    ports: &Ports<C, L, B, Q, N, G>,
+    cache: &ConfigCache<S>,
+    settings: &AutoRetrySettings,
+    deadline: std::time::SystemTime,
+    input: Value,
+) -> Result<Value, AutoRetryError>
+where
+    S: ConfigSource,
+    C: CodeBuild,
+    L: Ledger,
+    B: RetryBook,
+    Q: DelayQueue,
+    N: Notifier,
+    G: BuildLogs,
+{
+    let result = match cache.current().await {
+        Ok(config) => {
+            let invocation = Invocation {
+                config: &config,
+                settings,
+                now: Utc::now(),
+                deadline: DateTime::<Utc>::from(deadline),
+            };
+            handle(ports, &invocation, input).await
+        }
+        Err(err) => {
+            let err = AutoRetryError::Config {
+                message: err.to_string(),
+            };
+            log_error(&err);
+            Err(err)
+        }
+    };
+    match result {
+        Err(err) if !err.is_retryable() => Ok(serde_json::json!({
+            "action": "reject",
+            "reason": err.reason(),
+        })),
+        other => other,
+    }
+}
+
+/// A [`Notifier`] that may be absent (no topic configured): then notices go nowhere. The
+/// handler does not ask for notices without a topic; this only gives `main` one type.
+#[derive(Debug, Clone)]
+pub struct OptionalNotifier<N>(pub Option<N>);
+
+impl<N: Notifier> Notifier for OptionalNotifier<N> {
+    async fn gave_up(&self, notice: &GaveUpNotice) -> Result<(), crate::ports::ServiceError> {
+        match &self.0 {
+            Some(notifier) => notifier.gave_up(notice).await,
+            None => Ok(()),
+        }
+    }
 }
 
 /// Logs an error the handler returns (or a queued message's, which is not returned).
