@@ -12,5 +12,6 @@ pub mod metrics;
 pub mod model;
 pub mod ops;
 pub mod ports;
+pub mod reaper;
 pub mod retry;
 pub mod telemetry;

@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 
 use crate::model::ids::{ResourceId, ResourceKind};
 use crate::model::{
-    Build, BuildBatch, BuildPhase, BuildStatus, EnvironmentVariable, EnvironmentVariableType,
-    LogLocation, NativeAutoRetry, PhaseContext, PhaseType,
+    BatchGroup, Build, BuildBatch, BuildPhase, BuildStatus, EnvironmentVariable,
+    EnvironmentVariableType, LogLocation, NativeAutoRetry, PhaseContext, PhaseType,
 };
 use crate::ports::CodeBuildError;
 
@@ -161,6 +161,22 @@ pub(crate) fn batch(
             .filter_map(|g| g.current_build_summary())
             .filter_map(|s| s.arn())
             .filter_map(|arn| ResourceId::parse(arn).ok())
+            .collect(),
+        batch_number: b.build_batch_number(),
+        current_phase: b.current_phase().map(str::to_owned),
+        groups: b
+            .build_groups()
+            .iter()
+            .map(|g| {
+                let summary = g.current_build_summary();
+                BatchGroup {
+                    identifier: g.identifier().map(str::to_owned),
+                    build: summary
+                        .and_then(|s| s.arn())
+                        .and_then(|arn| ResourceId::parse(arn).ok()),
+                    status: status(summary.and_then(|s| s.build_status())),
+                }
+            })
             .collect(),
     })
 }

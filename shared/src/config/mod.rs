@@ -77,6 +77,23 @@ pub struct ProjectEntry {
     pub dry_run: bool,
     /// Auto-retry policy.
     pub retry: RetryPolicy,
+    /// Stale / superseded batch stopping policy.
+    pub reaper: ReaperPolicy,
+}
+
+/// Batch-reaper policy of one project.
+#[derive(Debug, Clone)]
+pub struct ReaperPolicy {
+    /// Stop batches running longer than this. `None` (the default): stale stopping is off, since
+    /// a wrong default would kill legitimate long builds.
+    pub max_age: Option<Duration>,
+    /// Stop an older in-progress batch when a newer one builds the same branch / PR (default on).
+    pub supersede: bool,
+    /// Branches never stopped as superseded (names or globs; default `main`, `master`,
+    /// `release/*`).
+    pub protected_branches: Vec<ProjectPattern>,
+    /// Batches started by these initiators (names or globs) are never touched (default none).
+    pub excluded_initiators: Vec<ProjectPattern>,
 }
 
 /// A project name or a glob of names (`*` and `?`), as CodeBuild project names and IAM resource
@@ -159,6 +176,24 @@ impl Default for RetryPolicy {
             hourly_budget: DEFAULT_HOURLY_BUDGET,
             read_log_tail: false,
             log_tail_lines: DEFAULT_LOG_TAIL_LINES,
+        }
+    }
+}
+
+/// Branches protected from superseding unless configured.
+pub const DEFAULT_PROTECTED_BRANCHES: &[&str] = &["main", "master", "release/*"];
+
+impl Default for ReaperPolicy {
+    fn default() -> Self {
+        Self {
+            max_age: None,
+            supersede: true,
+            // The defaults are valid globs; `filter_map` only keeps the type honest.
+            protected_branches: DEFAULT_PROTECTED_BRANCHES
+                .iter()
+                .filter_map(|p| ProjectPattern::new(p).ok())
+                .collect(),
+            excluded_initiators: Vec::new(),
         }
     }
 }

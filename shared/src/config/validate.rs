@@ -9,7 +9,7 @@ use super::allowed::covers;
 use super::raw::{RawAccount, RawDocument, RawProject, RawRetry, line_of, read_document};
 use super::{
     AccountSettings, AllowedProjects, Config, ConfigErrors, ConfigProblem, MAX_BACKOFF,
-    ProjectEntry, ProjectPattern, RetryClass, RetryPolicy,
+    ProjectEntry, ProjectPattern, ReaperPolicy, RetryClass, RetryPolicy,
 };
 
 /// Most retries per chain a project may configure.
@@ -84,6 +84,7 @@ impl Checker<'_> {
                 pattern,
                 dry_run: raw.dry_run.map_or(default_dry_run, |v| *v.get_ref()),
                 retry: policy,
+                reaper: ReaperPolicy::default(),
             });
         }
         Config { projects, account }

@@ -143,4 +143,22 @@ pub struct BuildBatch {
     pub environment_variables: Vec<EnvironmentVariable>,
     /// The builds of the batch (current build of each build group).
     pub build_ids: Vec<BuildId>,
+    /// The per-project batch counter (`buildBatchNumber`): what "newer" means, since start
+    /// times are misordered by late deliveries.
+    pub batch_number: Option<i64>,
+    /// The batch's current phase (`COMBINE_ARTIFACTS` means it is finishing).
+    pub current_phase: Option<String>,
+    /// Each build group's current build and its status.
+    pub groups: Vec<BatchGroup>,
+}
+
+/// One build group of a batch, with its current build.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchGroup {
+    /// The group's identifier from the batch spec.
+    pub identifier: Option<String>,
+    /// Its current build.
+    pub build: Option<BuildId>,
+    /// That build's status.
+    pub status: BuildStatus,
 }

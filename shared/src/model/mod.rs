@@ -7,8 +7,8 @@ pub mod status;
 pub mod summary;
 
 pub use build::{
-    Build, BuildBatch, BuildPhase, EnvironmentVariable, EnvironmentVariableType, LogLocation,
-    NativeAutoRetry,
+    BatchGroup, Build, BuildBatch, BuildPhase, EnvironmentVariable, EnvironmentVariableType,
+    LogLocation, NativeAutoRetry,
 };
 pub use build_event::{BuildStateChangeEvent, EventIdentity};
 pub use ids::{ArnLocation, BatchId, BuildId, IdError};

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::{AutoRetryError, Invocation, Ports, handle};
 use crate::config::{
-    AccountSettings, Config, ProjectEntry, ProjectPattern, RetryClass, RetryPolicy,
+    AccountSettings, Config, ProjectEntry, ProjectPattern, ReaperPolicy, RetryClass, RetryPolicy,
 };
 use crate::idempotency::IdempotencyKey;
 use crate::ledger::{
@@ -413,6 +413,7 @@ impl World {
                     pattern: ProjectPattern::new("my-*").unwrap(),
                     dry_run: false,
                     retry: policy,
+                    reaper: ReaperPolicy::default(),
                 }],
                 account: AccountSettings::default(),
             },
@@ -1028,6 +1029,9 @@ fn batch(status: BuildStatus, members: &[&Build]) -> BuildBatch {
         end_time: None,
         environment_variables: Vec::new(),
         build_ids: members.iter().map(|b| b.id.clone()).collect(),
+        batch_number: Some(1),
+        current_phase: None,
+        groups: Vec::new(),
     }
 }
 
