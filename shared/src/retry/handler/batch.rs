@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::act::{AFTER_RETRY_BUILD, Chain, Claimed};
 use super::build::is_retry_candidate;
 use super::record::{Action, DecisionRecord};
-use super::{AutoRetryError, Run};
+use super::{AutoRetryError, Held, PendingRetry, Run};
 use crate::config::ProjectEntry;
 use crate::failpoint::failpoint;
 use crate::idempotency::IdempotencyKey;
@@ -175,26 +175,26 @@ where
                 backoff,
                 reason,
             } => {
-                let record = record.attempt(attempt);
-                if dry_run {
-                    let mut record = record.decided(Action::DryRun, reason.as_str());
-                    record.would = Some(Action::Retry);
-                    return Ok(self.emit(record));
-                }
-                if let BatchTrigger::Event { raw } = trigger
-                    && !backoff.is_zero()
+                let pending = PendingRetry {
+                    attempt,
+                    backoff,
+                    reason,
+                    dry_run,
+                    first_event: match trigger {
+                        BatchTrigger::Event { raw } => Some(raw),
+                        BatchTrigger::Recheck { .. } | BatchTrigger::AfterBackoff => None,
+                    },
+                };
+                match self
+                    .hold_back_retry(record.attempt(attempt), pending)
+                    .await?
                 {
-                    let work = DelayedWork::RetryAfterBackoff {
-                        event: raw.clone(),
-                        attempt,
-                    };
-                    self.ports.queue.send_later(&work, backoff).await?;
-                    let mut record = record.decided(Action::Delay, reason.as_str());
-                    record.would = Some(Action::Retry);
-                    return Ok(self.emit(record));
+                    Held::Done(record) => Ok(record),
+                    Held::ActNow(record) => {
+                        self.retry_batch(record, entry, batch, member, attempt, reason, reasons)
+                            .await
+                    }
                 }
-                self.retry_batch(record, entry, batch, member, attempt, reason, reasons)
-                    .await
             }
         }
     }

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::record::{Action, DecisionRecord};
-use super::{AutoRetryError, Run};
+use super::{AutoRetryError, Held, PendingRetry, Run};
 use crate::config::ProjectEntry;
 use crate::ledger::Ledger;
 use crate::model::{BatchId, Build, BuildId, BuildStateChangeEvent, BuildStatus};
@@ -12,7 +12,6 @@ use crate::ports::{BuildLogs, CodeBuild, DelayQueue, Notifier, RetryBook};
 use crate::retry::decide::{
     RetryContext, RetryDecision, decide_retry, refine_with_log_tail, wants_log_tail,
 };
-use crate::retry::work::DelayedWork;
 use crate::retry::{Classification, classify};
 
 /// How the event reached the handler.
@@ -152,25 +151,24 @@ where
                 backoff,
                 reason,
             } => {
-                let record = record.attempt(attempt);
-                if dry_run {
-                    let mut record = record.decided(Action::DryRun, reason.as_str());
-                    record.would = Some(Action::Retry);
-                    return Ok(self.emit(record));
+                // 5. Dry-run only logs; the backoff goes through the delay queue.
+                let pending = PendingRetry {
+                    attempt,
+                    backoff,
+                    reason,
+                    dry_run,
+                    first_event: (delivery == Delivery::Event).then_some(raw),
+                };
+                match self
+                    .hold_back_retry(record.attempt(attempt), pending)
+                    .await?
+                {
+                    Held::Done(record) => Ok(record),
+                    Held::ActNow(record) => {
+                        self.retry_build(record, entry, &build.id, &root, attempt, reason)
+                            .await
+                    }
                 }
-                // 5. The backoff goes through the delay queue; the delayed delivery acts.
-                if delivery == Delivery::Event && !backoff.is_zero() {
-                    let work = DelayedWork::RetryAfterBackoff {
-                        event: raw.clone(),
-                        attempt,
-                    };
-                    self.ports.queue.send_later(&work, backoff).await?;
-                    let mut record = record.decided(Action::Delay, reason.as_str());
-                    record.would = Some(Action::Retry);
-                    return Ok(self.emit(record));
-                }
-                self.retry_build(record, entry, &build.id, &root, attempt, reason)
-                    .await
             }
         }
     }

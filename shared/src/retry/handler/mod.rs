@@ -199,6 +199,24 @@ fn to_json(value: &impl serde::Serialize) -> Result<Value, AutoRetryError> {
     })
 }
 
+/// A retry that was decided and not made yet.
+struct PendingRetry<'a> {
+    attempt: u32,
+    backoff: Duration,
+    reason: crate::retry::Reason,
+    dry_run: bool,
+    /// The event as first delivered; `None` when this is already a delayed delivery.
+    first_event: Option<&'a Value>,
+}
+
+/// What [`Run::hold_back_retry`] did.
+enum Held {
+    /// Logged (dry-run) or delayed: nothing more to do now.
+    Done(DecisionRecord),
+    /// Make the retry now.
+    ActNow(DecisionRecord),
+}
+
 /// One invocation's view of the ports and settings.
 struct Run<'r, C, L, B, Q, N, G> {
     ports: &'r Ports<C, L, B, Q, N, G>,
@@ -218,6 +236,35 @@ where
     fn emit(&self, record: DecisionRecord) -> DecisionRecord {
         record.emit(FUNCTION_NAME, self.inv.now);
         record
+    }
+
+    /// What happens to a decided retry before it is made: in dry-run it is only logged; on a
+    /// first delivery (`first_event`) with a backoff it goes through the delay queue, and the
+    /// delayed delivery acts. Build and batch retries share this step.
+    async fn hold_back_retry(
+        &self,
+        record: DecisionRecord,
+        retry: PendingRetry<'_>,
+    ) -> Result<Held, AutoRetryError> {
+        let reason = retry.reason.as_str();
+        if retry.dry_run {
+            let mut record = record.decided(Action::DryRun, reason);
+            record.would = Some(Action::Retry);
+            return Ok(Held::Done(self.emit(record)));
+        }
+        if let Some(event) = retry.first_event
+            && !retry.backoff.is_zero()
+        {
+            let work = DelayedWork::RetryAfterBackoff {
+                event: event.clone(),
+                attempt: retry.attempt,
+            };
+            self.ports.queue.send_later(&work, retry.backoff).await?;
+            let mut record = record.decided(Action::Delay, reason);
+            record.would = Some(Action::Retry);
+            return Ok(Held::Done(self.emit(record)));
+        }
+        Ok(Held::ActNow(record))
     }
 
     /// A build state change, as EventBridge delivered it or as the delay queue returned it.
