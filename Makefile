@@ -64,11 +64,12 @@ demo: ## run the local demo (codebuild-local + the functions)
 	$(CARGO) build --workspace --bins
 	scripts/demo.sh
 
-bench: ## optional: ops-api latency and memory (release build) against codebuild-local
+bench: ## optional: ops-api and auto-retry latency and memory (release builds) against codebuild-local + moto
 	scripts/python-env.sh stack
 	$(CARGO) build --workspace --bins
-	$(CARGO) build --release -p ops-api
+	$(CARGO) build --release -p ops-api -p auto-retry
 	bench/ops-api-latency.sh release 200
+	bench/auto-retry-latency.sh release 100
 
 # Optional: Lambda zip artefacts for arm64. Needs cargo-lambda and zig (both installed into
 # .venv-package from PyPI on first use); never part of `test`.
