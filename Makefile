@@ -55,7 +55,7 @@ lint-template: ## cfn-lint (with the serverless rules) and sam validate --lint o
 
 # moto's TestEventPattern matches anything; the test puts the pattern on a rule with an SQS
 # target instead (see tests/event_pattern/test_event_pattern.py).
-event-pattern: ## the auto-retry rule's pattern from template.yaml against the sample events (moto)
+event-pattern: ## template checks: the auto-retry rule's pattern through moto's EventBridge, the reaper's resources
 	@test -x "$(MOTO_SERVER_BIN)" || { echo "moto_server missing: run 'make venv'" >&2; exit 1; }
 	$(VENV)/bin/python -m unittest discover -s tests/event_pattern -v
 
@@ -64,12 +64,13 @@ demo: ## run the local demo (codebuild-local + the functions)
 	$(CARGO) build --workspace --bins
 	scripts/demo.sh
 
-bench: ## optional: ops-api and auto-retry latency and memory (release builds) against codebuild-local + moto
+bench: ## optional: ops-api and auto-retry latency and memory, batch-reaper at 10,000 batches (release builds) against codebuild-local + moto
 	scripts/python-env.sh stack
 	$(CARGO) build --workspace --bins
-	$(CARGO) build --release -p ops-api -p auto-retry
+	$(CARGO) build --release -p ops-api -p auto-retry -p batch-reaper
 	bench/ops-api-latency.sh release 200
 	bench/auto-retry-latency.sh release 100
+	bench/reaper-scale.sh release 10000 50
 
 # Optional: Lambda zip artefacts for arm64. Needs cargo-lambda and zig (both installed into
 # .venv-package from PyPI on first use); never part of `test`.

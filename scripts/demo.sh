@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# `make demo`: the ops API and auto-retry end to end on this machine, no AWS account needed.
+# `make demo`: the ops API, auto-retry and the batch reaper end to end on this machine, no AWS
+# account needed.
 #
-#   codebuild-local  (our local CodeBuild, seeded with a few builds)
-#        ^  real AWS SDK calls (BatchGetBuilds, RetryBuild)      | Build State Change events
-#   ops-api, auto-retry (the real Lambda binaries, run through   v (async, as EventBridge)
+#   codebuild-local  (our local CodeBuild, seeded with a few builds and batches)
+#        ^  real AWS SDK calls (BatchGetBuilds, RetryBuild,      | Build State Change events
+#        |  ListBuildBatchesForProject, StopBuildBatch, ...)     v (async, as EventBridge)
+#   ops-api, auto-retry, batch-reaper (the real Lambda binaries, run through
 #        ^             the Lambda Runtime API by ...)
 #   lambda-harness   (Lambda's Invoke API on 127.0.0.1; failed async work → SQS in moto; the
 #        ^            delay queue polled as an SQS event source)
@@ -20,7 +22,7 @@ bin="${AUTOPILOT_BIN_DIR:-$root/target/debug}"
 py="$root/.venv/bin/python3"
 [[ -x "$py" ]] || py="$(command -v python3 || true)"
 
-for tool in codebuild-local lambda-harness ops-api auto-retry; do
+for tool in codebuild-local lambda-harness ops-api auto-retry batch-reaper; do
   if [[ ! -x "$bin/$tool" ]]; then
     echo "demo: $bin/$tool is missing: run 'cargo build --workspace --bins' (make demo does)" >&2
     exit 1
@@ -211,22 +213,28 @@ fi
 dlq=${resources[0]} delay_queue=${resources[1]} topic=${resources[2]} inbox=${resources[3]}
 echo "    $moto (dead-letter queue: $dlq)"
 
-# Auto-retry's configuration: every project, at most one retry, no backoff so the demo is quick.
+# The one configuration of auto-retry and the batch reaper: every project, at most one retry,
+# no backoff so the demo is quick; batches running longer than 30 minutes are stale (under the
+# 60-minute timeout codebuild-local gives projects; superseding is on by default, with
+# main, master and release/* protected).
 cat >"$work/autopilot.toml" <<'TOML'
 [[projects]]
 name = "*"
 [projects.retry]
 max_retries = 1
 backoff_seconds = 0
+[projects.reaper]
+max_age_minutes = 30
 TOML
 
-echo "Starting lambda-harness with the ops-api and auto-retry binaries ..."
+echo "Starting lambda-harness with the ops-api, auto-retry and batch-reaper binaries ..."
 # codebuild-local names a caller by its access key, so auto-retry recognises the builds its own
 # RetryBuild made by this key (AUTOPILOT_OWN_INITIATOR).
 start_server lambda-harness "$bin/lambda-harness" --port 0 --show-logs \
   --on-failure-queue "$dlq" --sqs-endpoint "$moto" \
   --function "ops-api=$bin/ops-api" \
   --function "auto-retry=$bin/auto-retry" \
+  --function "batch-reaper=$bin/batch-reaper" \
   --sqs-source "$delay_queue=auto-retry" \
   --env "AWS_ENDPOINT_URL_CODEBUILD=$emulator" \
   --env "AWS_ENDPOINT_URL=$moto" \
@@ -238,10 +246,13 @@ start_server lambda-harness "$bin/lambda-harness" --port 0 --show-logs \
   --env AUTOPILOT_LEDGER_TABLE=autopilot-ledger \
   --env "AUTOPILOT_DELAY_QUEUE_URL=$delay_queue" \
   --env "AUTOPILOT_GAVE_UP_TOPIC_ARN=$topic" \
-  --env AUTOPILOT_OWN_INITIATOR=autopilot-auto-retry
+  --env AUTOPILOT_OWN_INITIATOR=autopilot-auto-retry \
+  --env AUTOPILOT_DRY_RUN=false \
+  --env AUTOPILOT_REAPER_CONCURRENCY=8
 harness=$server_url
 echo "    $harness/2015-03-31/functions/ops-api/invocations"
 echo "    $harness/2015-03-31/functions/auto-retry/invocations (also fed by the delay queue)"
+echo "    $harness/2015-03-31/functions/batch-reaper/invocations"
 
 echo
 echo "Asking the ops API (each request is an API Gateway HTTP API v2 event):"
@@ -362,6 +373,117 @@ request = urllib.request.Request(sys.argv[1] + "/", method="POST",
 print(" -> ".join(json.loads(urllib.request.urlopen(request, timeout=30).read())["ids"]))
 PY
 )"
+
+echo
+echo "Batch reaper: CodeBuild has no batch events, so a schedule (every 5 minutes, once"
+echo "ReaperEnabled is true in template.yaml) sweeps the in-progress batches of every project."
+# `seed_batch LABEL JSON`: seeds a running batch through the control API and prints it; sets
+# batch_id.
+batch_id=""
+seed_batch() {
+  local label=$1 seeded
+  seeded="$(http POST "$emulator/_local/batches" "$2")"
+  batch_id="$(json_field "$seeded" id)"
+  "$py" - "$label" "$seeded" <<'PY'
+import json, sys, time
+label, batch = sys.argv[1], json.loads(sys.argv[2])
+minutes = round((time.time() - batch["startTime"]) / 60)
+print(f"    {label:<12} #{batch['buildBatchNumber']:<2} {batch['id']}  "
+      f"{batch['sourceVersion']}, running for {minutes} min")
+PY
+}
+# Seeded oldest first: codebuild-local numbers a project's batches as CodeBuild does, so the
+# newer batch of a branch is the one with the higher buildBatchNumber.
+echo "Seeding running batches of project checkout (max_age: 30 minutes):"
+seed_batch stale '{
+  "projectName": "checkout", "ageSeconds": 2700, "sourceVersion": "refs/heads/soak-test",
+  "initiator": "GitHub-Hookshot/4a2b1c",
+  "builds": [{"identifier": "unit"}, {"identifier": "e2e"}]}'
+stale_batch=$batch_id
+seed_batch older '{
+  "projectName": "checkout", "ageSeconds": 1200, "sourceVersion": "refs/heads/feature/login",
+  "initiator": "GitHub-Hookshot/4a2b1c",
+  "builds": [{"identifier": "unit", "buildStatus": "SUCCEEDED"}, {"identifier": "e2e"}]}'
+older_batch=$batch_id
+seed_batch newer '{
+  "projectName": "checkout", "ageSeconds": 120, "sourceVersion": "refs/heads/feature/login",
+  "initiator": "GitHub-Hookshot/4a2b1c",
+  "builds": [{"identifier": "unit"}, {"identifier": "e2e"}]}'
+newer_batch=$batch_id
+seed_batch "main, older" '{
+  "projectName": "checkout", "ageSeconds": 900, "sourceVersion": "refs/heads/main",
+  "initiator": "GitHub-Hookshot/4a2b1c"}'
+main_older_batch=$batch_id
+seed_batch "main, newer" '{
+  "projectName": "checkout", "ageSeconds": 60, "sourceVersion": "refs/heads/main",
+  "initiator": "GitHub-Hookshot/4a2b1c"}'
+main_newer_batch=$batch_id
+
+echo
+echo "==> batch-reaper invoked with the scheduled event EventBridge sends (infra/events/)"
+"$py" - "$harness/2015-03-31/functions/batch-reaper/invocations" \
+  "$root/infra/events/batch-reaper-scheduled.json" "$work/lambda-harness.log" <<'PY'
+import json, sys, time, urllib.request
+url, event_file, log = sys.argv[1:4]
+request = urllib.request.Request(url, data=open(event_file, "rb").read(), method="POST")
+with urllib.request.urlopen(request, timeout=120) as response:
+    summary = json.loads(response.read())
+    function_error = response.headers.get("X-Amz-Function-Error")
+if function_error:
+    sys.exit(f"batch-reaper failed ({function_error}): {json.dumps(summary)}")
+# The decision lines: the function's JSON log lines about one batch, as the harness copied them
+# (the copy may trail the response: wait for one line per batch seen, for a while).
+decisions = []
+deadline = time.time() + 10
+while time.time() < deadline and len(decisions) < max(summary.get("seen", 0), 1):
+    decisions = []
+    for line in open(log, errors="replace"):
+        if not line.startswith("[batch-reaper] "):
+            continue
+        try:
+            record = json.loads(line[len("[batch-reaper] "):])
+        except ValueError:
+            continue
+        fields = dict(record.get("fields", {}))
+        for span in record.get("spans", []) + [record.get("span") or {}]:
+            for key, value in span.items():
+                fields.setdefault(key, value)
+        if "batch_id" in fields and "action" in fields:
+            decisions.append(fields)
+    if len(decisions) < summary.get("seen", 0):
+        time.sleep(0.2)
+for fields in decisions:
+    shown = {k: fields[k] for k in ("action", "reason", "outcome", "project", "batch_id",
+                                   "branch", "superseded_by", "age_seconds", "dry_run")
+             if k in fields}
+    print("    decision log: " + json.dumps(shown))
+print("<== summary (the invocation's response):")
+print("\n".join("    " + line for line in json.dumps(summary, indent=2).splitlines()))
+PY
+
+# What codebuild-local says now is the proof, whatever the logs claim.
+"$py" - "$emulator" "$stale_batch" "$older_batch" "$newer_batch" "$main_older_batch" \
+  "$main_newer_batch" <<'PY'
+import json, sys, urllib.request
+emulator, stale, older, newer, main_older, main_newer = sys.argv[1:7]
+request = urllib.request.Request(emulator + "/", method="POST",
+    data=json.dumps({"ids": sys.argv[2:7]}).encode(),
+    headers={"X-Amz-Target": "CodeBuild_20161006.BatchGetBuildBatches",
+             "Content-Type": "application/x-amz-json-1.1"})
+batches = {b["id"]: b for b in json.loads(urllib.request.urlopen(request, timeout=30).read())["buildBatches"]}
+# main is protected: never stopped as superseded (and neither batch of it is stale).
+wanted = {stale: ("stale", "STOPPED"), older: ("older", "STOPPED"), newer: ("newer", "IN_PROGRESS"),
+          main_older: ("main, older", "IN_PROGRESS"), main_newer: ("main, newer", "IN_PROGRESS")}
+print("    batches in codebuild-local now:")
+wrong = []
+for batch_id, (label, status) in wanted.items():
+    actual = batches.get(batch_id, {}).get("buildBatchStatus")
+    print(f"    {label:<12} {actual:<12} {batch_id}")
+    if actual != status:
+        wrong.append(f"{label} batch is {actual}, expected {status}")
+if wrong:
+    sys.exit("demo: " + "; ".join(wrong))
+PY
 
 echo
 echo "Done; stopping codebuild-local, moto and lambda-harness."

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use autopilot::config::{
     AllowedProjects, Config, ConfigErrors, DEFAULT_ACCOUNT_HOURLY_LIMIT, DEFAULT_BACKOFF_INITIAL,
-    DEFAULT_HOURLY_BUDGET, DEFAULT_LOG_TAIL_LINES, DEFAULT_MAX_RETRIES, RetryClass, RetryPolicy,
+    DEFAULT_HOURLY_BUDGET, DEFAULT_LOG_TAIL_LINES, DEFAULT_MAX_RETRIES, ProjectPattern,
+    ReaperPolicy, RetryClass, RetryPolicy,
 };
 
 const EXAMPLE: &str = include_str!("../../infra/autopilot.example.toml");
@@ -71,6 +72,31 @@ fn the_example_file_validates_and_says_what_it_means() {
     assert!(config.entry_for("billing").is_none());
     assert_eq!(config.account.hourly_retry_limit, 200);
     assert!(config.account.notify_gave_up);
+
+    assert_eq!(frontend.reaper.max_age, Some(Duration::from_secs(90 * 60)));
+    assert!(frontend.reaper.supersede);
+    assert_eq!(
+        texts(&frontend.reaper.protected_branches),
+        ["main", "master", "release/*"]
+    );
+    assert_eq!(
+        texts(&frontend.reaper.excluded_initiators),
+        ["codepipeline/*"]
+    );
+    let web = &config.entry_for("web-other").unwrap().reaper;
+    assert_eq!(web.max_age, Some(Duration::from_secs(120 * 60)));
+    assert_eq!(
+        api.reaper.max_age, None,
+        "stale stopping stays off unless set"
+    );
+    let nightly = &config.entry_for("nightly-e2e").unwrap().reaper;
+    assert!(!nightly.supersede);
+    assert_eq!(nightly.max_age, Some(Duration::from_secs(600 * 60)));
+    assert_eq!(texts(&nightly.excluded_initiators), ["nightly-scheduler*"]);
+}
+
+fn texts(patterns: &[ProjectPattern]) -> Vec<&str> {
+    patterns.iter().map(ProjectPattern::as_str).collect()
 }
 
 #[test]
@@ -91,9 +117,15 @@ fn the_example_file_uses_every_key() {
         "[account]",
         "hourly_retry_limit",
         "notify_gave_up",
+        "[defaults.reaper]",
+        "max_age_minutes",
+        "supersede",
+        "protected_branches",
+        "excluded_initiators",
         "[[projects]]",
         "name",
         "[projects.retry]",
+        "[projects.reaper]",
     ] {
         assert!(
             EXAMPLE
@@ -134,6 +166,123 @@ fn built_in_defaults_apply_when_nothing_is_said() {
     assert_eq!(retry.hourly_budget, DEFAULT_HOURLY_BUDGET);
     assert!(!retry.read_log_tail);
     assert_eq!(retry.log_tail_lines, DEFAULT_LOG_TAIL_LINES);
+}
+
+#[test]
+fn reaper_defaults_stop_nothing_stale_and_protect_the_usual_branches() {
+    let config = parse("[[projects]]\nname = \"app\"\n");
+    let reaper = &config.entry_for("app").unwrap().reaper;
+    assert_eq!(reaper.max_age, None);
+    assert!(reaper.supersede);
+    assert_eq!(
+        texts(&reaper.protected_branches),
+        ["main", "master", "release/*"]
+    );
+    assert!(
+        reaper
+            .protected_branches
+            .iter()
+            .any(|p| p.matches("release/2.1"))
+    );
+    assert!(reaper.excluded_initiators.is_empty());
+    let built_in = ReaperPolicy::default();
+    assert_eq!(
+        texts(&built_in.protected_branches),
+        texts(&reaper.protected_branches)
+    );
+}
+
+#[test]
+fn reaper_merge_order_is_builtin_then_defaults_then_entry() {
+    let config = parse(
+        r#"
+[defaults.reaper]
+max_age_minutes = 120
+protected_branches = ["trunk"]
+excluded_initiators = ["codepipeline/*"]
+
+[[projects]]
+name = "a"
+[projects.reaper]
+supersede = false
+protected_branches = []
+max_age_minutes = 30
+
+[[projects]]
+name = "b"
+[projects.reaper]
+excluded_initiators = ["bot-?", "alice"]
+
+[[projects]]
+name = "c"
+"#,
+    );
+    let a = &config.entry_for("a").unwrap().reaper;
+    assert_eq!(a.max_age, Some(Duration::from_secs(30 * 60)));
+    assert!(!a.supersede);
+    assert!(
+        a.protected_branches.is_empty(),
+        "a list replaces the inherited one"
+    );
+    assert_eq!(texts(&a.excluded_initiators), ["codepipeline/*"]);
+
+    let b = &config.entry_for("b").unwrap().reaper;
+    assert_eq!(b.max_age, Some(Duration::from_secs(120 * 60)));
+    assert!(b.supersede, "built-in last");
+    assert_eq!(texts(&b.protected_branches), ["trunk"]);
+    assert_eq!(texts(&b.excluded_initiators), ["bot-?", "alice"]);
+    assert!(b.excluded_initiators[0].matches("bot-1"));
+
+    let c = &config.entry_for("c").unwrap().reaper;
+    assert_eq!(c.max_age, Some(Duration::from_secs(120 * 60)));
+    assert_eq!(texts(&c.protected_branches), ["trunk"]);
+}
+
+#[test]
+fn reaper_keys_are_checked_with_their_path_and_line() {
+    let text = r#"[defaults.reaper]
+max_age_minutes = 0
+protected_branches = ["main", "", "rel-[a"]
+
+[[projects]]
+name = "a"
+[projects.reaper]
+max_age_minutes = 10081
+excluded_initiators = ["bot", "bot"]
+supersede = "no"
+max_age = 5
+[[projects]]
+name = "b"
+reaper = []
+"#;
+    assert_eq!(
+        lines(text),
+        [
+            "line 2: defaults.reaper.max_age_minutes: must be at least 1, got 0",
+            "line 3: defaults.reaper.protected_branches[1]: must not be empty",
+            "line 3: defaults.reaper.protected_branches[2]: `rel-[a` is not a valid glob: \
+             unclosed character class; missing ']'",
+            "line 8: projects[0].reaper.max_age_minutes: must be at most 10080 (one week), got \
+             10081",
+            "line 9: projects[0].reaper.excluded_initiators[1]: `bot` is listed twice",
+            "line 10: projects[0].reaper.supersede: wrong type: expected a boolean, got string \
+             \"no\"",
+            "line 11: projects[0].reaper.max_age: unknown key `max_age`; expected one of \
+             `max_age_minutes`, `supersede`, `protected_branches`, `excluded_initiators`",
+            "line 14: projects[1].reaper: wrong type: expected a table, got array",
+        ]
+    );
+}
+
+#[test]
+fn reaper_limits_themselves_are_accepted() {
+    let config = parse(
+        "[[projects]]\nname = \"a\"\n[projects.reaper]\nmax_age_minutes = 1\n\
+         [[projects]]\nname = \"b\"\n[projects.reaper]\nmax_age_minutes = 10080\n",
+    );
+    let age = |name: &str| config.entry_for(name).unwrap().reaper.max_age;
+    assert_eq!(age("a"), Some(Duration::from_secs(60)));
+    assert_eq!(age("b"), Some(Duration::from_secs(7 * 24 * 3600)));
 }
 
 #[test]

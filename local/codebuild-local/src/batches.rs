@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::builds::{NewBuild, check_batch_get, create_build, finish_build, sort_ids};
+use crate::builds::{
+    NewBuild, check_batch_get, create_build, environment_with_overrides, finish_build, sort_ids,
+};
 use crate::error::ApiError;
 use crate::idempotency::{TokenUse, parameters_of};
 use crate::model::{BuildBatch, BuildGroup, BuildSummary, EnvironmentVariable, Status};
@@ -59,7 +61,13 @@ pub fn create_batch(store: &mut Store, ctx: &Ctx, new: NewBatch) -> Result<Strin
         phases: phases::running_batch(start),
         source: project.source.clone(),
         artifacts: json!({"location": ""}),
-        environment: project.environment.clone(),
+        // ASSUMPTION: a batch reports the overrides it was started with in its environment, as
+        // a build does (the reaper reads a batch's branch from them).
+        environment: environment_with_overrides(
+            &project.environment,
+            new.environment_variables.clone(),
+        )
+        .0,
         service_role: project.service_role.clone(),
         build_timeout_in_minutes: project.timeout_in_minutes,
         queued_timeout_in_minutes: project.queued_timeout_in_minutes,
@@ -207,6 +215,33 @@ fn complete(batch: &mut BuildBatch, status: Status, now: DateTime<Utc>) {
     batch.build_batch_status = status;
     batch.complete = true;
     batch.end_time = Some(now);
+}
+
+/// The batch phase while its builds run.
+pub const RUNNING_PHASE: &str = "IN_PROGRESS";
+/// The batch phase after its builds, while their artifacts are combined.
+pub const COMBINING_PHASE: &str = "COMBINE_ARTIFACTS";
+
+/// Whether a running batch can be in `phase` (the phases seeding can put it in).
+pub fn is_running_phase(phase: &str) -> bool {
+    phase == RUNNING_PHASE || phase == COMBINING_PHASE
+}
+
+/// Keeps a seeded batch running in `phase` (one of [`is_running_phase`]), reopening it if its
+/// builds all finished: the window in which CodeBuild still reports it `IN_PROGRESS`.
+pub fn keep_running(store: &mut Store, ctx: &Ctx, batch_id: &str, phase: &str) {
+    let Some(batch) = store.batches.get_mut(batch_id) else {
+        return;
+    };
+    batch.build_batch_status = Status::InProgress;
+    batch.complete = false;
+    batch.end_time = None;
+    batch.phases = if phase == COMBINING_PHASE {
+        phases::combining_batch(batch.start_time, ctx.now)
+    } else {
+        phases::running_batch(batch.start_time)
+    };
+    batch.current_phase = phases::current_phase(&batch.phases);
 }
 
 /// Forces a seeded batch into `status` (its builds keep theirs).

@@ -40,6 +40,27 @@ pub struct NewBuild {
     pub current_phase: Option<String>,
 }
 
+/// A project's `environment` with `overrides` applied to its `environmentVariables` (an
+/// override replaces the project's variable of the same name), and the resulting variables.
+pub fn environment_with_overrides(
+    project_environment: &Value,
+    overrides: Vec<EnvironmentVariable>,
+) -> (Value, Vec<EnvironmentVariable>) {
+    let mut variables: Vec<EnvironmentVariable> = project_environment
+        .get("environmentVariables")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default();
+    for var in overrides {
+        variables.retain(|v| v.name != var.name);
+        variables.push(var);
+    }
+    let mut environment = project_environment.clone();
+    if let Some(env) = environment.as_object_mut() {
+        env.insert("environmentVariables".into(), to_json(&variables));
+    }
+    (environment, variables)
+}
+
 /// Creates a running build and returns its id. Emits its IN_PROGRESS state change.
 pub fn create_build(store: &mut Store, ctx: &Ctx, new: NewBuild) -> Result<String, ApiError> {
     let project = store.project(&new.project)?;
@@ -48,19 +69,8 @@ pub fn create_build(store: &mut Store, ctx: &Ctx, new: NewBuild) -> Result<Strin
     let id = Ctx::new_id(&project.name);
     let start = new.start.unwrap_or(ctx.now);
 
-    let mut variables: Vec<EnvironmentVariable> = project
-        .environment
-        .get("environmentVariables")
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
-        .unwrap_or_default();
-    for var in new.environment_variables {
-        variables.retain(|v| v.name != var.name);
-        variables.push(var);
-    }
-    let mut environment = project.environment.clone();
-    if let Some(env) = environment.as_object_mut() {
-        env.insert("environmentVariables".into(), to_json(&variables));
-    }
+    let (environment, variables) =
+        environment_with_overrides(&project.environment, new.environment_variables);
     let auto_retry = new.auto_retry.or_else(|| {
         new.auto_retry_limit
             .or(project.auto_retry_limit)

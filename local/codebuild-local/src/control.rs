@@ -21,7 +21,7 @@ use crate::model::{EnvironmentVariable, PhaseContext, Status};
 use crate::phases;
 use crate::protocol::{CallRecord, DEFAULT_INITIATOR};
 use crate::server::AppState;
-use crate::state::{Ctx, id_from, to_json};
+use crate::state::{Ctx, Store, id_from, to_json};
 
 /// One phase of a seeded build.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -95,15 +95,21 @@ pub struct SeedBatchBuild {
     pub build_status: Option<Status>,
 }
 
-/// Body of `POST /_local/batches`.
+/// Body of `POST /_local/batches` (and one element of `POST /_local/batches/bulk`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SeedBatch {
     /// Project (created with defaults if missing).
     pub project_name: String,
-    /// Batch status; default derived from the builds (running if any runs).
+    /// Batch status; default derived from the builds (running if any runs). An explicit
+    /// `IN_PROGRESS` keeps the batch running even when every build is complete: the moment
+    /// before CodeBuild closes a batch, which the reaper must recognise as finishing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build_batch_status: Option<Status>,
+    /// Phase of a running batch: `IN_PROGRESS` (default) or `COMBINE_ARTIFACTS` (its builds
+    /// are done and their artifacts are being combined).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_phase: Option<String>,
     /// How long ago the batch started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub age_seconds: Option<i64>,
@@ -251,9 +257,33 @@ async fn finish_build(
     }
 }
 
-async fn seed_batch(State(app): State<AppState>, Json(seed): Json<SeedBatch>) -> Response {
-    let ctx = ctx(&app);
+/// Rejects a seed that describes no batch CodeBuild could report.
+fn check_seed(seed: &SeedBatch) -> Result<(), ApiError> {
+    if let Some(phase) = seed.current_phase.as_deref() {
+        if !batches::is_running_phase(phase) {
+            return Err(ApiError::invalid_input(format!(
+                "currentPhase must be {} or {}, got {phase}",
+                batches::RUNNING_PHASE,
+                batches::COMBINING_PHASE
+            )));
+        }
+        if seed.build_batch_status.is_some_and(Status::is_complete) {
+            return Err(ApiError::invalid_input(
+                "currentPhase is only for a running batch",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Creates one seeded batch in `store`; returns its id.
+fn seed_one_batch(store: &mut Store, ctx: &Ctx, seed: &SeedBatch) -> Result<String, ApiError> {
+    check_seed(seed)?;
     let batch_status = seed.build_batch_status;
+    let phase = seed
+        .current_phase
+        .as_deref()
+        .unwrap_or(batches::RUNNING_PHASE);
     let default_build_status = batch_status.unwrap_or(Status::InProgress);
     let groups: Vec<NewGroup> = seed
         .builds
@@ -266,27 +296,37 @@ async fn seed_batch(State(app): State<AppState>, Json(seed): Json<SeedBatch>) ->
             status: b.build_status.unwrap_or(default_build_status),
         })
         .collect();
+    store.ensure_project(ctx, &seed.project_name);
+    let id = batches::create_batch(
+        store,
+        ctx,
+        NewBatch {
+            project: seed.project_name.clone(),
+            source_version: seed.source_version.clone(),
+            environment_variables: seed.environment_variables.clone().unwrap_or_default(),
+            initiator: seed
+                .initiator
+                .clone()
+                .unwrap_or_else(|| DEFAULT_INITIATOR.to_owned()),
+            start: Some(age(ctx, seed.age_seconds)),
+            groups,
+        },
+    )?;
+    match batch_status {
+        Some(Status::InProgress) => batches::keep_running(store, ctx, &id, phase),
+        Some(status) => batches::force_status(store, ctx, &id, status),
+        None if phase != batches::RUNNING_PHASE => batches::keep_running(store, ctx, &id, phase),
+        None => {}
+    }
+    // Seeding sets the scene; it is not a state change anyone should be told about.
+    store.changed.clear();
+    Ok(id)
+}
+
+async fn seed_batch(State(app): State<AppState>, Json(seed): Json<SeedBatch>) -> Response {
+    let ctx = ctx(&app);
     let result = app.with_store(|store| {
-        store.ensure_project(&ctx, &seed.project_name);
-        let id = batches::create_batch(
-            store,
-            &ctx,
-            NewBatch {
-                project: seed.project_name.clone(),
-                source_version: seed.source_version.clone(),
-                environment_variables: seed.environment_variables.clone().unwrap_or_default(),
-                initiator: seed
-                    .initiator
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_INITIATOR.to_owned()),
-                start: Some(age(&ctx, seed.age_seconds)),
-                groups,
-            },
-        )?;
-        if let Some(status) = batch_status {
-            batches::force_status(store, &ctx, &id, status);
-        }
-        store.changed.clear();
+        let id = seed_one_batch(store, &ctx, &seed)?;
         store
             .batches
             .get(&id)
@@ -295,6 +335,32 @@ async fn seed_batch(State(app): State<AppState>, Json(seed): Json<SeedBatch>) ->
     });
     match result {
         Ok(batch) => Json(batch).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Answer of `POST /_local/batches/bulk`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeededBatches {
+    /// The new batches' ids, in the order of the request.
+    pub ids: Vec<String>,
+}
+
+/// Seeds many batches in one request (a benchmark seeds 10,000; one request each would time
+/// the HTTP stack, not the reaper). All or nothing: the first invalid seed rejects the rest.
+async fn seed_batches(State(app): State<AppState>, Json(seeds): Json<Vec<SeedBatch>>) -> Response {
+    let ctx = ctx(&app);
+    let result = app.with_store(|store| {
+        // Validate first so a bad seed leaves the store as it was.
+        seeds.iter().try_for_each(check_seed)?;
+        seeds
+            .iter()
+            .map(|seed| seed_one_batch(store, &ctx, seed))
+            .collect::<Result<Vec<_>, _>>()
+    });
+    match result {
+        Ok(ids) => Json(SeededBatches { ids }).into_response(),
         Err(e) => e.into_response(),
     }
 }
@@ -347,6 +413,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/builds", post(seed_build))
         .route("/builds/{id}/finish", post(finish_build))
         .route("/batches", post(seed_batch))
+        .route("/batches/bulk", post(seed_batches))
         .route("/faults", post(set_faults).delete(clear_faults))
         .route("/calls", get(calls).delete(clear_calls))
         .route("/clock/advance", post(advance_clock))
@@ -430,6 +497,17 @@ impl ControlClient {
     /// Seeds a batch; returns it as `BatchGetBuildBatches` would.
     pub async fn seed_batch(&self, seed: &SeedBatch) -> Result<Value, ControlError> {
         self.post_json("/batches", seed).await
+    }
+
+    /// Seeds many batches in one request; returns their ids in order.
+    pub async fn seed_batches(&self, seeds: &[SeedBatch]) -> Result<Vec<String>, ControlError> {
+        let answer = self.post_json("/batches/bulk", seeds).await?;
+        let seeded: SeededBatches =
+            serde_json::from_value(answer).map_err(|e| ControlError::Rejected {
+                status: 200,
+                body: format!("unexpected answer: {e}"),
+            })?;
+        Ok(seeded.ids)
     }
 
     /// Sets the injected faults (replacing any before).

@@ -20,6 +20,15 @@ pub struct FaultSpec {
     /// Throttle this fraction of affected calls, spread evenly (1.0 = all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub throttle_fraction: Option<f64>,
+    /// Throttle each affected call with this probability, drawn independently per call from a
+    /// generator seeded with `seed` (repeatable). Unlike `throttleFraction`, whose evenly spread
+    /// pattern can phase-lock with a client's retries (two callers taking turns: one of them
+    /// always lands on the throttled calls), this is how a real rate limit looks to a caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle_probability: Option<f64>,
+    /// Seed of `throttleProbability`'s draws (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
     /// Fail this fraction of affected calls with a server error, spread evenly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_error_fraction: Option<f64>,
@@ -54,6 +63,20 @@ fn in_fraction(k: u64, f: f64) -> bool {
     ((k as f64) * f).floor() > (((k - 1) as f64) * f).floor()
 }
 
+/// A uniform draw in [0, 1) for the k-th call under `seed` (SplitMix64 of the pair): no state
+/// to keep, and the same calls throttled on every run with the same seed.
+fn draw(seed: u64, k: u64) -> f64 {
+    let mut z = seed
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(k)
+        .wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    // The top 53 bits, as a double's mantissa holds them.
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
 impl Faults {
     /// Replaces the active faults (and restarts the count).
     pub fn set(&mut self, spec: FaultSpec) {
@@ -84,7 +107,10 @@ impl Faults {
         let throttled = spec
             .throttle_every
             .is_some_and(|n| n > 0 && k.is_multiple_of(n))
-            || spec.throttle_fraction.is_some_and(|f| in_fraction(k, f));
+            || spec.throttle_fraction.is_some_and(|f| in_fraction(k, f))
+            || spec
+                .throttle_probability
+                .is_some_and(|p| draw(spec.seed.unwrap_or(0), k) < p);
         let error = if throttled {
             Some(ApiError::throttling())
         } else if spec
@@ -140,6 +166,30 @@ mod tests {
             f.decide("X").error.unwrap().status,
             StatusCode::SERVICE_UNAVAILABLE
         );
+    }
+
+    #[test]
+    fn probability_throttles_about_that_share_repeatably_and_not_in_turns() {
+        let spec = FaultSpec {
+            throttle_probability: Some(0.5),
+            seed: Some(7),
+            ..FaultSpec::default()
+        };
+        let mut f = Faults::default();
+        f.set(spec.clone());
+        let first = pattern(&mut f, "X", 10_000);
+        f.set(spec);
+        assert_eq!(pattern(&mut f, "X", 10_000), first, "same seed, same calls");
+        let throttled = first.iter().filter(|t| **t).count();
+        assert!((4_700..5_300).contains(&throttled), "{throttled}");
+        // Not phase-locked: the even-numbered calls alone are not all throttled.
+        let even = first.iter().skip(1).step_by(2).filter(|t| **t).count();
+        assert!((2_300..2_700).contains(&even), "{even}");
+        f.set(FaultSpec {
+            throttle_probability: Some(0.0),
+            ..FaultSpec::default()
+        });
+        assert!(!pattern(&mut f, "X", 100).contains(&true));
     }
 
     #[test]

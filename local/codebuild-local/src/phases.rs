@@ -106,6 +106,17 @@ pub fn running_batch(start: DateTime<Utc>) -> Vec<Phase> {
     ]
 }
 
+/// Phases of a batch whose builds are done, combining their artifacts since `combining_since`.
+pub fn combining_batch(start: DateTime<Utc>, combining_since: DateTime<Utc>) -> Vec<Phase> {
+    let combining_since = combining_since.max(start);
+    vec![
+        finished("SUBMITTED", Status::Succeeded, start, start),
+        finished("DOWNLOAD_BATCHSPEC", Status::Succeeded, start, start),
+        finished("IN_PROGRESS", Status::Succeeded, start, combining_since),
+        running("COMBINE_ARTIFACTS", combining_since),
+    ]
+}
+
 /// Closes the running batch phase and appends the terminal one (`SUCCEEDED`, `FAILED`, `STOPPED`).
 pub fn complete_batch(phases: &mut Vec<Phase>, status: Status, end: DateTime<Utc>) {
     if let Some(last) = phases.last_mut()

@@ -215,6 +215,22 @@ async fn every_operation_answers_in_the_models_output_shape() {
     // The control API answers with the same shapes as BatchGetBuilds / BatchGetBuildBatches.
     responses.push(("BatchGetBuilds", json!({"builds": [failed]})));
     responses.push(("BatchGetBuildBatches", json!({"buildBatches": [seeded]})));
+    // A batch combining its builds' artifacts (the reaper's "finishing" batches).
+    let combining = control
+        .seed_batch(&SeedBatch {
+            project_name: "shape".into(),
+            build_batch_status: Some(Status::InProgress),
+            current_phase: Some("COMBINE_ARTIFACTS".into()),
+            builds: Some(vec![SeedBatchBuild {
+                identifier: None,
+                build_status: Some(Status::Succeeded),
+            }]),
+            ..SeedBatch::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(combining["currentPhase"], "COMBINE_ARTIFACTS");
+    responses.push(("BatchGetBuildBatches", json!({"buildBatches": [combining]})));
 
     for (operation, _) in OPERATIONS {
         assert!(

@@ -31,7 +31,7 @@ mod validate;
 pub use allowed::{AllowedProjects, PROJECT_PATTERNS_ENV, covers};
 pub use cache::{ConfigCache, ConfigLoadError, DEFAULT_CONFIG_TTL, load_config};
 pub use errors::{ConfigError, ConfigErrors, ConfigProblem};
-pub use validate::{MAX_LOG_TAIL_LINES, MAX_RETRIES_LIMIT};
+pub use validate::{MAX_AGE_MINUTES_LIMIT, MAX_LOG_TAIL_LINES, MAX_RETRIES_LIMIT};
 
 /// The environment variable holding the configuration's [`ConfigUri`].
 pub const CONFIG_URI_ENV: &str = "AUTOPILOT_CONFIG_URI";

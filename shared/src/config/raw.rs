@@ -32,6 +32,7 @@ pub(super) struct RawDocument {
 pub(super) struct RawDefaults {
     pub dry_run: Option<Spanned<bool>>,
     pub retry: Option<RawRetry>,
+    pub reaper: Option<RawReaper>,
 }
 
 /// `[account]`.
@@ -49,6 +50,7 @@ pub(super) struct RawProject {
     pub name: Option<Spanned<String>>,
     pub dry_run: Option<Spanned<bool>>,
     pub retry: Option<RawRetry>,
+    pub reaper: Option<RawReaper>,
 }
 
 /// `[defaults.retry]` and `[projects.retry]`. Counts are read as `i64` so that a negative or
@@ -64,6 +66,16 @@ pub(super) struct RawRetry {
     pub hourly_budget: Option<Spanned<i64>>,
     pub read_log_tail: Option<Spanned<bool>>,
     pub log_tail_lines: Option<Spanned<i64>>,
+}
+
+/// `[defaults.reaper]` and `[projects.reaper]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReaper {
+    pub max_age_minutes: Option<Spanned<i64>>,
+    pub supersede: Option<Spanned<bool>>,
+    pub protected_branches: Option<Spanned<Vec<Spanned<String>>>>,
+    pub excluded_initiators: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// Cleans one value of a nested key (reporting what it drops); `None` drops the key.
@@ -94,18 +106,28 @@ impl Section for RawDocument {
 
 impl Section for RawDefaults {
     fn nested(key: &str) -> Option<Cleaner> {
-        (key == "retry").then_some(clean_table::<RawRetry> as Cleaner)
+        policy_section(key)
     }
 }
 
 impl Section for RawProject {
     fn nested(key: &str) -> Option<Cleaner> {
-        (key == "retry").then_some(clean_table::<RawRetry> as Cleaner)
+        policy_section(key)
+    }
+}
+
+/// The policy tables that `[defaults]` and every `[[projects]]` entry hold.
+fn policy_section(key: &str) -> Option<Cleaner> {
+    match key {
+        "retry" => Some(clean_table::<RawRetry>),
+        "reaper" => Some(clean_table::<RawReaper>),
+        _ => None,
     }
 }
 
 impl Section for RawAccount {}
 impl Section for RawRetry {}
+impl Section for RawReaper {}
 
 /// Reads `text`: the document when it is TOML (possibly with bad keys dropped), and every
 /// problem found on the way. `None` only for a TOML syntax error.

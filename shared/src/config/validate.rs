@@ -6,7 +6,9 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::allowed::covers;
-use super::raw::{RawAccount, RawDocument, RawProject, RawRetry, line_of, read_document};
+use super::raw::{
+    RawAccount, RawDocument, RawProject, RawReaper, RawRetry, line_of, read_document,
+};
 use super::{
     AccountSettings, AllowedProjects, Config, ConfigErrors, ConfigProblem, MAX_BACKOFF,
     ProjectEntry, ProjectPattern, ReaperPolicy, RetryClass, RetryPolicy,
@@ -16,6 +18,10 @@ use super::{
 pub const MAX_RETRIES_LIMIT: u32 = 10;
 /// Most log lines a project may read from a build's tail.
 pub const MAX_LOG_TAIL_LINES: u32 = 1000;
+/// Longest `max_age_minutes` a project may configure (one week: CodeBuild's longest build
+/// timeout is 36 hours, so anything longer would never fire anyway, and a larger number is
+/// more likely a unit mistake).
+pub const MAX_AGE_MINUTES_LIMIT: u32 = 10_080;
 
 impl Config {
     /// Parses and validates `text`, checking every project against `allowed`. Every problem is
@@ -56,6 +62,10 @@ impl Checker<'_> {
             Some(raw) => self.policy(RetryPolicy::default(), raw, "defaults.retry"),
             None => RetryPolicy::default(),
         };
+        let default_reaper = match &defaults.reaper {
+            Some(raw) => self.reaper(ReaperPolicy::default(), raw, "defaults.reaper"),
+            None => ReaperPolicy::default(),
+        };
         let account = self.account(document.account.unwrap_or_default());
 
         let mut projects: Vec<ProjectEntry> = Vec::new();
@@ -74,6 +84,12 @@ impl Checker<'_> {
                 Some(retry) => self.policy(default_policy.clone(), retry, &format!("{path}.retry")),
                 None => default_policy.clone(),
             };
+            let reaper = match &raw.reaper {
+                Some(reaper) => {
+                    self.reaper(default_reaper.clone(), reaper, &format!("{path}.reaper"))
+                }
+                None => default_reaper.clone(),
+            };
             let Some(pattern) = self.pattern(raw.name.as_ref(), &path, entry_line, allowed) else {
                 continue;
             };
@@ -84,7 +100,7 @@ impl Checker<'_> {
                 pattern,
                 dry_run: raw.dry_run.map_or(default_dry_run, |v| *v.get_ref()),
                 retry: policy,
-                reaper: ReaperPolicy::default(),
+                reaper,
             });
         }
         Config { projects, account }
@@ -213,6 +229,72 @@ impl Checker<'_> {
             policy.log_tail_lines = n;
         }
         policy
+    }
+
+    /// `base` with every key present in `raw` applied (invalid values leave `base`'s). A list
+    /// replaces the inherited one rather than extending it, so `protected_branches = []` really
+    /// protects nothing.
+    fn reaper(&mut self, base: ReaperPolicy, raw: &RawReaper, path: &str) -> ReaperPolicy {
+        let key = |name: &str| format!("{path}.{name}");
+        let mut policy = base;
+        if let Some(v) = &raw.max_age_minutes {
+            let why = " (one week)";
+            if let Some(n) = self.count(v, &key("max_age_minutes"), 1, MAX_AGE_MINUTES_LIMIT, why) {
+                policy.max_age = Some(Duration::from_secs(u64::from(n) * 60));
+            }
+        }
+        if let Some(v) = &raw.supersede {
+            policy.supersede = *v.get_ref();
+        }
+        if let Some(v) = &raw.protected_branches
+            && let Some(globs) = self.globs(v, &key("protected_branches"))
+        {
+            policy.protected_branches = globs;
+        }
+        if let Some(v) = &raw.excluded_initiators
+            && let Some(globs) = self.globs(v, &key("excluded_initiators"))
+        {
+            policy.excluded_initiators = globs;
+        }
+        policy
+    }
+
+    /// A list of names or globs: each non-empty, valid and listed once. `None` when any is not
+    /// (the inherited list then stays, rather than half of a list meant as a whole).
+    fn globs(
+        &mut self,
+        raw: &Spanned<Vec<Spanned<String>>>,
+        path: &str,
+    ) -> Option<Vec<ProjectPattern>> {
+        let mut globs: Vec<ProjectPattern> = Vec::new();
+        let mut valid = true;
+        for (index, text) in raw.get_ref().iter().enumerate() {
+            let line = self.line(text);
+            let item_path = format!("{path}[{index}]");
+            let text = text.get_ref();
+            if text.trim().is_empty() {
+                self.problem(line, &item_path, "must not be empty".into());
+                valid = false;
+                continue;
+            }
+            if globs.iter().any(|g| g.as_str() == text) {
+                self.problem(line, &item_path, format!("`{text}` is listed twice"));
+                valid = false;
+                continue;
+            }
+            match ProjectPattern::new(text) {
+                Ok(glob) => globs.push(glob),
+                Err(error) => {
+                    self.problem(
+                        line,
+                        &item_path,
+                        format!("`{text}` is not a valid glob: {}", error.kind()),
+                    );
+                    valid = false;
+                }
+            }
+        }
+        valid.then_some(globs)
     }
 
     fn classes(

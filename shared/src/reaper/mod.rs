@@ -1,14 +1,30 @@
 //! Stale and superseded batch stopping, pure part: which in-progress batches of one project to
 //! stop, and why (or why not). No I/O: the sweep (`sweep.rs`) lists and fetches the batches,
 //! calls [`plan_project`], and stops what it says.
+//!
+//! [`branch_of`] reads the branch / PR a batch builds (see [`branch`] for every form it
+//! understands); [`plan_project`] applies the rules (see [`plan`] for their order);
+//! [`superseded_by`] is the supersede rule alone, for auto-retry.
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::config::ReaperPolicy;
-use crate::model::{BatchId, BuildBatch};
+use crate::model::BatchId;
+
+pub mod branch;
+pub mod plan;
+pub mod settings;
+pub mod summary;
+pub mod supersede;
+pub mod sweep;
+
+pub use branch::{BRANCH_ENV, PR_ENV, branch_of};
+pub use plan::{plan_project, superseded_by};
+pub use settings::ReaperSettings;
+pub use summary::ReapSummary;
+pub use supersede::supersede_older;
+pub use sweep::{ReaperError, SweepContext, sweep};
 
 /// What a batch builds, as far as superseding is concerned.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -44,9 +60,13 @@ pub enum SkipReason {
     ProtectedBranch,
     /// Its branch / PR cannot be known (never superseded).
     BranchUnknown,
+    /// It has no `buildBatchNumber`, so it is neither older nor newer than another batch
+    /// (never superseded, and never supersedes).
+    Unnumbered,
     /// It is the newest batch of its branch / PR and not stale.
     Current,
-    /// Stale stopping is off for the project (`max_age` unset) and nothing supersedes it.
+    /// Not stale (or stale stopping is off: `max_age` unset), and superseding is off for the
+    /// project (`supersede = false`).
     NotStale,
 }
 
@@ -81,34 +101,4 @@ pub struct ReapDecision {
     pub age: Option<Duration>,
     /// Builds of it still running (for the build-minutes a stop saves).
     pub running_builds: u32,
-}
-
-/// The branch or pull request a batch builds: the `AUTOPILOT_PR` / `AUTOPILOT_BRANCH`
-/// environment variables our own starts set, else the `sourceVersion` forms (`refs/heads/x`,
-/// `pr/42`, ...), else `None`.
-pub fn branch_of(batch: &BuildBatch) -> Option<BranchKey> {
-    let _ = batch;
-    None // R1 replaces this
-}
-
-/// Decides for every batch of ONE project (the batches as `BatchGetBuildBatches` returned
-/// them, any order), under the project's policy, at `now`. One decision per batch.
-pub fn plan_project(
-    batches: &[BuildBatch],
-    policy: &ReaperPolicy,
-    now: DateTime<Utc>,
-) -> Vec<ReapDecision> {
-    let _ = (policy, now);
-    batches
-        .iter()
-        .map(|b| ReapDecision {
-            batch: b.id.clone(),
-            action: ReapAction::Skip {
-                reason: SkipReason::NotStale,
-            },
-            branch: None,
-            age: None,
-            running_builds: 0,
-        })
-        .collect() // R1 replaces this
 }

@@ -13,11 +13,12 @@ use crate::config::ProjectEntry;
 use crate::failpoint::failpoint;
 use crate::idempotency::IdempotencyKey;
 use crate::ledger::Ledger;
-use crate::model::{BatchId, Build, BuildId, BuildStatus};
+use crate::model::{BatchId, Build, BuildBatch, BuildId, BuildStatus};
 use crate::ports::{
-    BATCH_GET_LIMIT, BatchRetryType, BuildLogs, CodeBuild, DelayQueue, Notifier, RetryBook,
-    RetryBuildBatchRequest,
+    BATCH_GET_LIMIT, BatchRetryType, BuildLogs, CodeBuild, DelayQueue, ListBuildBatchesRequest,
+    Notifier, RetryBook, RetryBuildBatchRequest,
 };
+use crate::reaper::{branch_of, superseded_by};
 use crate::retry::decide::{RetryContext, RetryDecision, decide_retry};
 use crate::retry::work::{DelayedWork, GaveUpBecause};
 use crate::retry::{Classification, FailureClass, Reason, classify_build};
@@ -112,6 +113,12 @@ where
         if !is_retry_candidate(&found.status) {
             return Ok(self.emit(record.decided(Action::Skip, status_reason(&found.status))));
         }
+        // A newer batch of the same branch / PR makes the retry pointless: the reaper would stop
+        // this batch as superseded.
+        if let Some(newer) = self.superseding_batch(&found, entry).await? {
+            tracing::info!(superseded_by = %newer, "a newer batch builds the same branch");
+            return Ok(self.emit(record.decided(Action::Skip, "superseded")));
+        }
 
         let members = self.failed_members(&found.build_ids).await?;
         let decisions: Vec<MemberDecision> = members
@@ -197,6 +204,43 @@ where
                 }
             }
         }
+    }
+
+    /// The newer batch that supersedes `failed`, if any. Two calls, and only when superseding
+    /// can apply (on for the project and the branch known): the project's newest batches (one
+    /// page) and their details; the reaper's rule decides.
+    async fn superseding_batch(
+        &self,
+        failed: &BuildBatch,
+        entry: &ProjectEntry,
+    ) -> Result<Option<BatchId>, AutoRetryError> {
+        if !entry.reaper.supersede || branch_of(failed).is_none() {
+            return Ok(None);
+        }
+        let page = self
+            .ports
+            .codebuild
+            .list_build_batches_for_project(&ListBuildBatchesRequest {
+                project: failed.id.project().to_owned(),
+                status: None,
+                next_token: None,
+            })
+            .await?;
+        let others: Vec<BatchId> = page
+            .items
+            .into_iter()
+            .filter(|id| id.id() != failed.id.id())
+            .take(BATCH_GET_LIMIT)
+            .collect();
+        if others.is_empty() {
+            return Ok(None);
+        }
+        let lookup = self
+            .ports
+            .codebuild
+            .batch_get_build_batches(&others)
+            .await?;
+        Ok(superseded_by(failed, &lookup.batches, &entry.reaper))
     }
 
     /// The batch is still running: look again later, or give up after the longest wait.

@@ -138,9 +138,17 @@ impl CodeBuild for FakeCodeBuild {
     }
     async fn list_build_batches_for_project(
         &self,
-        _: &ListBuildBatchesRequest,
+        request: &ListBuildBatchesRequest,
     ) -> Result<Page<BatchId>, CodeBuildError> {
-        unused()
+        let batches = self.batches.lock().unwrap();
+        Ok(Page {
+            items: batches
+                .values()
+                .filter(|b| b.id.project() == request.project)
+                .map(|b| b.id.clone())
+                .collect(),
+            next_token: None,
+        })
     }
     async fn list_projects(&self, _: Option<&str>) -> Result<Page<String>, CodeBuildError> {
         unused()
@@ -1317,4 +1325,30 @@ async fn invoke_keeps_retryable_errors_and_answers_rejections() {
     .unwrap_err();
     assert_eq!(err.reason(), "config_unavailable");
     assert!(err.is_retryable());
+}
+
+/// Issue 5's rule wired into auto-retry: a failed batch that a newer batch of the same branch
+/// supersedes is never retried; a newer batch of another branch changes nothing.
+#[tokio::test]
+async fn a_failed_batch_superseded_on_its_branch_is_not_retried() {
+    for (newer_branch, expected, retries) in [
+        ("feature/x", ("skip", "superseded"), 0),
+        ("feature/y", ("retry", "rate_limited"), 1),
+    ] {
+        let world = World::immediate();
+        let a = member(1, BuildStatus::Failed, Some(RATE_LIMIT));
+        world.ports.codebuild.add(a.clone());
+        let mut failed = batch(BuildStatus::Failed, &[&a]);
+        failed.source_version = Some("refs/heads/feature/x".into());
+        let mut newer = batch(BuildStatus::InProgress, &[]);
+        newer.id = BatchId::new(PROJECT, &uuid(BATCH_UUID + 1)).unwrap();
+        newer.batch_number = Some(2);
+        newer.source_version = Some(format!("refs/heads/{newer_branch}"));
+        world.ports.codebuild.add_batch(failed);
+        world.ports.codebuild.add_batch(newer);
+
+        let answer = world.deliver(&member_event(1)).await.unwrap();
+        assert_eq!(action(&answer), expected, "newer batch on {newer_branch}");
+        assert_eq!(world.ports.codebuild.batch_retries().len(), retries);
+    }
 }
