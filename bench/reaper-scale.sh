@@ -9,9 +9,10 @@
 # StopBuildBatch per batch to stop, nothing else) and stopped exactly the expected batches; it
 # reports calls per batch, the function's CPU-ms per 1,000 batches and peak memory (from /proc),
 # and the invocation's wall time. Then, on a fresh emulator with 50% of all calls throttled, it
-# sweeps until every batch to stop is stopped and checks that every batch to stop was stopped and none
-# was stopped twice (counting only the stops the emulator accepted; the SDK resends throttled
-# calls). Converged means every batch to stop was stopped. A benchmark, not a test: the checks are on counts, never on a time.
+# sweeps (at most THROTTLE_RUNS times) until every batch to stop is stopped, and checks that
+# none was stopped twice and none wrongly (counting only the stops the emulator accepted; the
+# SDK resends throttled calls). A benchmark, not a test: the checks are on counts, never on a
+# time.
 #
 #   usage: bench/reaper-scale.sh [debug|release] [N] [P]        (default: debug 10000 50)
 #   env:   REAPER_CONCURRENCY (default 4, the template's), REAPER_TIMEOUT (default 120, the
@@ -267,8 +268,9 @@ def throttled(emulator, harness, event_file, fn_pid, emulator_pid, state_file, r
         print(f"throttled run {run}: wall {m['wall_s']:.1f} s, {row['accepted_stops']} stops accepted, "
               f"{row['errors']} errors, {row['left']} left; calls so far {len(log)} "
               f"({faulted} throttled); {short(summary)}")
-        for error in summary.get("errors", [])[:3]:
-            print(f"  error: {json.dumps(error)}")
+        kinds = collections.Counter(e["message"].split(":")[0] for e in summary.get("errors", []))
+        for kind, count in kinds.most_common():
+            print(f"  errors: {count} × {kind}")
         # Converged: every batch to stop is stopped. Errors may go on (a listing or a get can
         # fail any run at this rate) but they only delay stops, which the next run makes.
         if set(accepted) >= set(state["stop"]):

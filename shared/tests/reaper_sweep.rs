@@ -500,7 +500,11 @@ async fn a_call_in_flight_at_the_cutoff_is_abandoned_and_reported() {
     assert_eq!(summary.stopped.total(), 59);
     assert_eq!(summary.errors.len(), 1);
     assert_eq!(summary.errors[0].batch_id.as_deref(), Some(stuck.as_str()));
-    assert!(summary.errors[0].message.contains("deadline"), "{:?}", summary.errors);
+    assert!(
+        summary.errors[0].message.contains("deadline"),
+        "{:?}",
+        summary.errors
+    );
 }
 
 #[tokio::test]

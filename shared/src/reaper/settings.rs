@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use crate::retry::settings::{parse_bool, parse_u32};
+
 pub use crate::retry::settings::{
     CONFIG_TTL_SECONDS, CONFIG_URI, DRY_RUN, PROJECT_PATTERNS, SettingsError,
 };
@@ -56,19 +58,15 @@ impl ReaperSettings {
         })?;
         let config_ttl = match get(CONFIG_TTL_SECONDS) {
             None => DEFAULT_CONFIG_TTL,
-            Some(value) => value
-                .trim()
-                .parse()
-                .map(Duration::from_secs)
-                .map_err(|_| invalid(CONFIG_TTL_SECONDS, value, "whole seconds"))?,
+            Some(value) => Duration::from_secs(u64::from(parse_u32(
+                CONFIG_TTL_SECONDS,
+                &value,
+                "whole seconds",
+            )?)),
         };
         let dry_run = match get(DRY_RUN) {
             None => false,
-            Some(value) => match value.trim().to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" => true,
-                "false" | "0" | "no" => false,
-                _ => return Err(invalid(DRY_RUN, value, "true or false")),
-            },
+            Some(value) => parse_bool(DRY_RUN, &value)?,
         };
         let concurrency = match get(CONCURRENCY) {
             None => DEFAULT_CONCURRENCY,

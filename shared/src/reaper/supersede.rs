@@ -58,8 +58,8 @@ pub async fn supersede_older<C: CodeBuild>(
             )
         });
     for decision in &others {
-        // A stale batch of the branch that nothing supersedes: left to the sweep. Logged as
-        // seen so the line per decision still holds.
+        // Skips are recorded as usual; a stale stop of the branch that nothing supersedes is
+        // left to the sweep (it is not counted here, so the sweep counts it once).
         if matches!(decision.action, ReapAction::Skip { .. }) {
             summary.record(project, decision, dry_run, Outcome::Skipped);
         }

@@ -399,3 +399,21 @@ impl<'a, C: CodeBuild, D: Deadline> Reaper<'a, C, D> {
         summary
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn time_left_is_near_only_inside_the_margin() {
+        let far = TimeLeft::until(SystemTime::now() + Duration::from_secs(3600));
+        assert!(!far.is_near());
+        // An hour less at most 5 s of margin, less 0.5 s: far more than a minute either way.
+        assert!(far.cutoff().unwrap() > Duration::from_secs(3000));
+
+        let past = TimeLeft::until(SystemTime::now() - Duration::from_secs(1));
+        assert!(past.is_near());
+        assert_eq!(past.cutoff(), Some(Duration::ZERO));
+    }
+}

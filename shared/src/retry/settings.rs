@@ -170,7 +170,9 @@ impl AutoRetrySettings {
     }
 }
 
-fn parse_u32(
+/// A whole number from an environment variable, or an error naming it (shared by every
+/// function's settings).
+pub(crate) fn parse_u32(
     variable: &'static str,
     value: &str,
     expected: &'static str,
@@ -182,7 +184,9 @@ fn parse_u32(
     })
 }
 
-fn parse_bool(variable: &'static str, value: &str) -> Result<bool, SettingsError> {
+/// A switch from an environment variable (`true`/`false`, `1`/`0`, `yes`/`no`), or an error
+/// naming it (shared by every function's settings).
+pub(crate) fn parse_bool(variable: &'static str, value: &str) -> Result<bool, SettingsError> {
     match value.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" => Ok(true),
         "false" | "0" | "no" => Ok(false),

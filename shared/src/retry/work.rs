@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::model::{BatchId, BuildId};
 
 /// Work auto-retry schedules for later through the delay queue.
+// The variants' sizes differ with `serde_json`'s features (unified differently per build);
+// a message is built once per invocation, so boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DelayedWork {
