@@ -14,19 +14,8 @@ fn_bin="$root/target/$profile/ops-api"
 for b in "$dbg/codebuild-local" "$dbg/lambda-harness" "$fn_bin"; do
   [[ -x "$b" ]] || { echo "bench: $b missing (make bench builds it)" >&2; exit 1; }
 done
-work="$(mktemp -d)"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-wait_url() { # file → URL from its "listening on URL" line
-  for _ in $(seq 1 300); do
-    url="$(sed -n 's/.* listening on \(http[^ ]*\).*/\1/p' "$1" | head -n 1)"
-    [[ -n "$url" ]] && { echo "$url"; return 0; }
-    sleep 0.1
-  done
-  return 1
-}
+# shellcheck source=bench/lib.sh
+source "$root/bench/lib.sh"
 
 "$dbg/codebuild-local" --port 0 >"$work/cbl.out" 2>/dev/null & pids+=("$!")
 emulator="$(wait_url "$work/cbl.out")"

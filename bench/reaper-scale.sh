@@ -35,23 +35,8 @@ for b in "$dbg/codebuild-local" "$dbg/lambda-harness" "$fn_bin"; do
   [[ -x "$b" ]] || { echo "bench: $b missing (cargo build --workspace --bins; make bench builds release)" >&2; exit 1; }
 done
 (( n % projects == 0 )) || { echo "bench: N must be a multiple of P" >&2; exit 1; }
-work="$(mktemp -d)"
-pids=()
-# KEEP_WORK=1 keeps the scratch folder (call logs, function output) for a look afterwards.
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
-  if [[ -n "${KEEP_WORK:-}" ]]; then echo "bench: kept $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-
-wait_url() { # file → URL from its "listening on URL" line
-  for _ in $(seq 1 300); do
-    url="$(sed -n 's/.* listening on \(http[^ ]*\).*/\1/p' "$1" | head -n 1)"
-    [[ -n "$url" ]] && { echo "$url"; return 0; }
-    sleep 0.1
-  done
-  return 1
-}
+# shellcheck source=bench/lib.sh
+source "$root/bench/lib.sh"
 
 # Every project matches one glob entry, so the sweep resolves them with ListProjects (as a real
 # configuration of many projects would). Stale after 2 hours; superseding on (the default).
@@ -201,7 +186,9 @@ def measure(emulator, harness, event_file, fn_pid, emulator_pid, state_file, out
     expected = {
         "ListProjects": math.ceil(state["projects"] / 100),
         "ListBuildBatchesForProject": state["projects"] * max(1, math.ceil(per / 100)),
-        "BatchGetBuildBatches": math.ceil(n / 100),
+        # Batch-gets go per project (a chunk never mixes projects): ceil(per/100) each, which is
+        # ceil(N/100) overall when every project's count is a multiple of 100.
+        "BatchGetBuildBatches": state["projects"] * math.ceil(per / 100),
         "StopBuildBatch": len(state["stop"]),
     }
     if dict(ops) != expected:
@@ -250,7 +237,7 @@ def throttled(emulator, harness, event_file, fn_pid, emulator_pid, state_file, r
     post(f"{emulator}/_local/faults", spec)
     print(f"throttling 50% of all calls ({mode}: {json.dumps(spec)})")
     delete(f"{emulator}/_local/calls")
-    rows, accepted_before = [], 0
+    rows, accepted_before, accepted = [], 0, []
     converged = False
     for run in range(1, runs + 1):
         summary, m = sweep(harness, event_file, fn_pid, emulator_pid)

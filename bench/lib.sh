@@ -1,0 +1,19 @@
+# Shared by the bench scripts (sourced, not run): a scratch folder, the background processes
+# started into it, and reading a server's URL from its "listening on URL" line.
+# KEEP_WORK=1 keeps the scratch folder (call logs, function output) for a look afterwards.
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
+  if [[ -n "${KEEP_WORK:-}" ]]; then echo "bench: kept $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+wait_url() { # file → URL from its "listening on URL" line
+  for _ in $(seq 1 300); do
+    url="$(sed -n 's/.* listening on \(http[^ ]*\).*/\1/p' "$1" | head -n 1)"
+    [[ -n "$url" ]] && { echo "$url"; return 0; }
+    sleep 0.1
+  done
+  return 1
+}
