@@ -58,6 +58,8 @@ struct FakeCodeBuild {
     stop_errors: HashMap<String, CodeBuildError>,
     /// Stops that never answer.
     hang: BTreeSet<String>,
+    /// Per call kind ([`Call::kind`]), how many more of its calls are throttled.
+    throttles: Mutex<HashMap<String, usize>>,
     calls: Mutex<Vec<Call>>,
     near: Arc<AtomicBool>,
     trip: Trip,
@@ -74,6 +76,7 @@ impl FakeCodeBuild {
             finished_meanwhile: BTreeSet::new(),
             stop_errors: HashMap::new(),
             hang: BTreeSet::new(),
+            throttles: Mutex::new(HashMap::new()),
             calls: Mutex::new(Vec::new()),
             near: Arc::new(AtomicBool::new(false)),
             trip: Trip::Never,
@@ -114,6 +117,44 @@ impl FakeCodeBuild {
 
     fn record(&self, call: Call) {
         self.calls.lock().unwrap().push(call);
+    }
+
+    /// The next `times` calls of `kind` are throttled (after being recorded).
+    fn throttle(&self, kind: &str, times: usize) {
+        self.throttles
+            .lock()
+            .unwrap()
+            .insert(kind.to_owned(), times);
+    }
+
+    /// Records `call`; throttled when [`Self::throttle`] says so.
+    fn answer(&self, call: Call, operation: &'static str) -> Result<(), CodeBuildError> {
+        let kind = call.kind();
+        self.record(call);
+        let mut throttles = self.throttles.lock().unwrap();
+        match throttles.get_mut(&kind) {
+            Some(left) if *left > 0 => {
+                *left -= 1;
+                Err(CodeBuildError::Throttled {
+                    operation,
+                    message: "Rate exceeded".into(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Call {
+    /// What [`FakeCodeBuild::throttle`] names: `ListProjects`, `ListBatches:<project>`, `Get`,
+    /// `Stop`.
+    fn kind(&self) -> String {
+        match self {
+            Self::ListProjects => "ListProjects".into(),
+            Self::ListBatches(project) => format!("ListBatches:{project}"),
+            Self::Get(_) => "Get".into(),
+            Self::Stop(_) => "Stop".into(),
+        }
     }
 }
 
@@ -179,7 +220,7 @@ impl CodeBuild for FakeCodeBuild {
         ids: &[BatchId],
     ) -> Result<BatchLookup, CodeBuildError> {
         assert!(ids.len() <= autopilot::ports::BATCH_GET_LIMIT);
-        self.record(Call::Get(ids.len()));
+        self.answer(Call::Get(ids.len()), "BatchGetBuildBatches")?;
         let mut lookup = BatchLookup::default();
         for id in ids {
             match self.batches.get(&id.id()) {
@@ -195,10 +236,14 @@ impl CodeBuild for FakeCodeBuild {
         request: &ListBuildBatchesRequest,
     ) -> Result<Page<BatchId>, CodeBuildError> {
         assert_eq!(request.status, Some(BuildStatus::InProgress));
-        self.record(Call::ListBatches(request.project.clone()));
+        // Tripped even when the listing is throttled: the deadline can come during any call.
         if matches!(&self.trip, Trip::OnListing(p) if *p == request.project) {
             self.near.store(true, Ordering::SeqCst);
         }
+        self.answer(
+            Call::ListBatches(request.project.clone()),
+            "ListBuildBatchesForProject",
+        )?;
         let ids = self
             .listing
             .get(&request.project)
@@ -213,7 +258,7 @@ impl CodeBuild for FakeCodeBuild {
         &self,
         next_token: Option<&str>,
     ) -> Result<Page<String>, CodeBuildError> {
-        self.record(Call::ListProjects);
+        self.answer(Call::ListProjects, "ListProjects")?;
         Ok(page(&self.projects, next_token, self.project_page))
     }
 }
@@ -641,4 +686,157 @@ async fn supersede_older_never_stops_the_newer_batch_and_respects_dry_run() {
     .await;
     assert_eq!(fake.stops(), BTreeSet::from([older.id.id()]));
     assert_eq!(summary.stopped.superseded, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Throttling within one run
+
+/// `api` (one stale batch) and `web` (250, 60 to stop), each by its exact name.
+fn api_and_web() -> (FakeCodeBuild, BTreeSet<String>, Config) {
+    let (mut fake, mut expected) = web_250();
+    let api = batch("api", 1, "x", 120);
+    expected.insert(api.id.id());
+    fake.add_project("api", vec![api]);
+    let config = config(vec![entry("api", false), entry("web", false)]);
+    (fake, expected, config)
+}
+
+fn listings_of(fake: &FakeCodeBuild, project: &str) -> usize {
+    fake.calls()
+        .iter()
+        .filter(|c| **c == Call::ListBatches(project.into()))
+        .count()
+}
+
+#[tokio::test]
+async fn a_project_whose_listing_was_throttled_is_read_again_after_the_others() {
+    let (fake, expected, config) = api_and_web();
+    fake.throttle("ListBatches:web", 1);
+    let summary = run(&fake, &config, false).await;
+
+    assert_eq!(fake.stops(), expected, "both projects' stops made");
+    assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+    assert_eq!(summary.projects, 2);
+    assert_eq!(summary.stopped.total(), 61);
+    // web's first page once throttled, then its three pages; api's once.
+    assert_eq!(listings_of(&fake, "web"), 4);
+    assert_eq!(listings_of(&fake, "api"), 1);
+    // Read again only once api is done (its stop made), not straight away.
+    let calls = fake.calls();
+    let api_stop = Call::Stop(batch("api", 1, "x", 0).id.id());
+    let api_stopped_at = calls.iter().position(|c| *c == api_stop).unwrap();
+    let web_again_at = calls
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c == Call::ListBatches("web".into()))
+        .nth(1)
+        .unwrap()
+        .0;
+    assert!(api_stopped_at < web_again_at, "{calls:?}");
+}
+
+#[tokio::test]
+async fn a_project_whose_batch_get_was_throttled_is_read_again() {
+    let (fake, expected) = web_250();
+    fake.throttle("Get", 1);
+    let summary = run(&fake, &config(vec![entry("web", false)]), false).await;
+
+    assert_eq!(fake.stops(), expected);
+    assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+    assert_eq!(summary.seen, 250, "each batch decided once");
+    // Three pages, the throttled get, then three pages and three gets again.
+    assert_eq!(listings_of(&fake, "web"), 6);
+    assert_eq!(fake.count(|c| matches!(c, Call::Get(_))), 4);
+}
+
+#[tokio::test]
+async fn a_project_throttled_twice_is_reported_and_the_others_swept() {
+    let (fake, _, config) = api_and_web();
+    fake.throttle("ListBatches:web", 2);
+    let summary = run(&fake, &config, false).await;
+
+    assert_eq!(listings_of(&fake, "web"), 2, "read again once, not more");
+    assert_eq!(
+        fake.stops(),
+        BTreeSet::from([batch("api", 1, "x", 0).id.id()])
+    );
+    assert_eq!(summary.errors.len(), 1, "{:?}", summary.errors);
+    assert_eq!(summary.errors[0].project, "web");
+    assert!(summary.errors[0].retryable);
+    assert_eq!(summary.projects, 1);
+}
+
+#[tokio::test]
+async fn a_project_that_failed_for_good_is_not_read_again() {
+    let (fake, _, _) = api_and_web();
+    // Configured, but CodeBuild has no such project: NotFound, which retrying cannot help.
+    let config = config(vec![entry("api", false), entry("gone", false)]);
+    let summary = run(&fake, &config, false).await;
+
+    assert_eq!(listings_of(&fake, "gone"), 1);
+    assert_eq!(summary.errors.len(), 1, "{:?}", summary.errors);
+    assert!(!summary.errors[0].retryable);
+    assert_eq!(summary.stopped.stale, 1, "api swept");
+}
+
+#[tokio::test]
+async fn the_deadline_leaves_a_project_to_read_again() {
+    let (mut fake, _, config) = api_and_web();
+    fake.throttle("ListBatches:web", 1);
+    fake.trip = Trip::OnListing("web".into());
+    let deadline = Flag(Arc::clone(&fake.near));
+    let ctx = SweepContext {
+        concurrency: 1,
+        ..context(&config, false)
+    };
+    let summary = sweep(&fake, &ctx, &deadline).await;
+
+    assert_eq!(
+        listings_of(&fake, "web"),
+        1,
+        "not read again past the deadline"
+    );
+    assert_eq!(summary.left.projects, ["web"]);
+    assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+}
+
+#[tokio::test]
+async fn a_throttled_list_projects_is_asked_again() {
+    let mut fake = FakeCodeBuild::new();
+    for project in ["web-1", "web-2", "web-3"] {
+        fake.add_project(project, vec![batch(project, 1, "x", 120)]);
+    }
+    fake.project_page = 2;
+    // The first page twice: its third try, then the second page, succeed.
+    fake.throttle("ListProjects", 2);
+    let config = config(vec![entry("web-*", false)]);
+    let summary = run(&fake, &config, false).await;
+
+    assert_eq!(
+        fake.count(|c| *c == Call::ListProjects),
+        4,
+        "two throttled, two pages"
+    );
+    assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+    assert_eq!(summary.stopped.stale, 3);
+}
+
+#[tokio::test]
+async fn a_list_projects_throttled_three_times_gives_up_and_sweeps_the_exact_names() {
+    let mut fake = FakeCodeBuild::new();
+    for project in ["api", "web-1"] {
+        fake.add_project(project, vec![batch(project, 1, "x", 120)]);
+    }
+    fake.throttle("ListProjects", 3);
+    let config = config(vec![entry("api", false), entry("web-*", false)]);
+    let summary = run(&fake, &config, false).await;
+
+    assert_eq!(fake.count(|c| *c == Call::ListProjects), 3);
+    assert_eq!(summary.errors.len(), 1, "{:?}", summary.errors);
+    assert_eq!(summary.errors[0].project, "*");
+    assert!(summary.errors[0].retryable);
+    assert_eq!(
+        fake.stops(),
+        BTreeSet::from([batch("api", 1, "x", 0).id.id()])
+    );
 }

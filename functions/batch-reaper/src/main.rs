@@ -9,6 +9,12 @@ use autopilot::reaper::{ReapSummary, ReaperSettings};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use serde_json::Value;
 
+/// Attempts per CodeBuild call: at 50% throttling, 1 in 256 calls still fails after eight
+/// (three attempts: 1 in 8). The standard backoff (jittered, doubling from 1 s, at most 20 s)
+/// waits at most about 70 s over all eight; the sweep's deadline abandons a call before that
+/// can outlast the invocation.
+const CODEBUILD_MAX_ATTEMPTS: u32 = 8;
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     autopilot::telemetry::init();
@@ -23,7 +29,11 @@ async fn main() -> Result<(), Error> {
         allowed,
         settings.config_ttl,
     );
-    let (codebuild, cache, settings) = (&clients.codebuild, &cache, &settings);
+    // More attempts than the SDK's default three, on a retry quota of its own: a sweep makes
+    // thousands of calls, and under sustained throttling the default quota runs dry (see
+    // `Clients::codebuild_with_retries`).
+    let codebuild = clients.codebuild_with_retries(CODEBUILD_MAX_ATTEMPTS);
+    let (codebuild, cache, settings) = (&codebuild, &cache, &settings);
     run(service_fn(move |event: LambdaEvent<Value>| async move {
         // The schedule's event carries nothing the sweep needs; only the deadline matters.
         let deadline = event.context.deadline();

@@ -40,6 +40,9 @@ pub struct Clients {
     pub s3: aws_sdk_s3::Client,
     /// CloudWatch Logs (build log tails).
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    /// The configuration the clients were built from, for clients that need other settings
+    /// ([`Clients::codebuild_with_retries`]).
+    sdk_config: aws_config::SdkConfig,
 }
 
 impl Clients {
@@ -67,7 +70,31 @@ impl Clients {
                     .build(),
             ),
             logs: aws_sdk_cloudwatchlogs::Client::new(config),
+            sdk_config: config.clone(),
         }
+    }
+
+    /// A CodeBuild client for long sweeps under sustained throttling (the batch reaper): the
+    /// standard retry mode and its exponential backoff with jitter, `max_attempts` attempts per
+    /// call, and a retry partition of its own whose token bucket never runs dry.
+    ///
+    /// Why not the defaults: the standard mode's retry quota (500 tokens per partition, shared
+    /// by every CodeBuild client of the process; 5 per retry, 1 back per first-try success)
+    /// drains under sustained throttling, after which throttled calls fail at once. The quota
+    /// protects a failing service from clients that multiply their load; the reaper bounds its
+    /// own (its concurrency, its deadline, the next sweep), so here it would only cost stops.
+    /// Adaptive mode's rate limiter draws on the same partition, so it was not chosen either.
+    pub fn codebuild_with_retries(&self, max_attempts: u32) -> SdkCodeBuild {
+        use aws_sdk_codebuild::config::retry::{RetryConfig, RetryPartition, TokenBucket};
+        let config = aws_sdk_codebuild::config::Builder::from(&self.sdk_config)
+            .retry_config(RetryConfig::standard().with_max_attempts(max_attempts.max(1)))
+            .retry_partition(
+                RetryPartition::custom("autopilot-codebuild-sweep")
+                    .token_bucket(TokenBucket::unlimited())
+                    .build(),
+            )
+            .build();
+        SdkCodeBuild::new(aws_sdk_codebuild::Client::from_conf(config))
     }
 
     /// The idempotency ledger in `table`.

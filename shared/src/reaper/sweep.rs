@@ -5,6 +5,8 @@
 //! project `ListBuildBatchesForProject` (IN_PROGRESS, all pages), `BatchGetBuildBatches` per 100
 //! ids, and one `StopBuildBatch` per batch to stop. A failed call is recorded in the summary and
 //! the sweep goes on: the next scheduled sweep converges, so the invocation itself succeeds.
+//! Only what failed retryably is asked again within the run: a `ListProjects` page, and once a
+//! project's whole reading, after the other projects.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -156,6 +158,11 @@ pub async fn invoke<S: ConfigSource, C: CodeBuild>(
 
 /// Sweeps every configured project once. Never fails: what failed is in the summary's `errors`,
 /// what the deadline left in its `left`.
+///
+/// A project whose listing or batch-get failed retryably (throttled, most often) is swept once
+/// more after all the others, while the deadline allows: under heavy throttling one failed page
+/// would otherwise leave all of that project's batches for the next sweep. Without failures no
+/// call is made twice.
 pub async fn sweep<C: CodeBuild, D: Deadline>(
     codebuild: &C,
     context: &SweepContext<'_>,
@@ -171,22 +178,58 @@ pub async fn sweep<C: CodeBuild, D: Deadline>(
             projects
         }
     };
-    let per_project: Vec<ReapSummary> = stream::iter(projects)
-        .map(|project| sweep_project(&reaper, context, project))
-        .buffer_unordered(reaper.concurrency)
-        .collect()
-        .await;
-    for one in per_project {
-        summary.merge(one);
+    let mut retry_later = Vec::new();
+    for outcome in sweep_projects(&reaper, context, projects).await {
+        match outcome {
+            Ok(one) => summary.merge(one),
+            Err(failed) if failed.error.is_retryable() => {
+                tracing::info!(action = "retry", project = %failed.project, error = %failed.error,
+                    "batch-reaper will read the project again after the others");
+                retry_later.push(failed.project);
+            }
+            Err(failed) => summary.project_failed(&failed.project, &failed.error),
+        }
+    }
+    for outcome in sweep_projects(&reaper, context, retry_later).await {
+        match outcome {
+            Ok(one) => summary.merge(one),
+            Err(failed) => summary.project_failed(&failed.project, &failed.error),
+        }
     }
     summary.sort();
     summary
 }
 
+/// Sweeps `projects`, at most the reaper's concurrency side by side.
+async fn sweep_projects<C: CodeBuild, D: Deadline>(
+    reaper: &Reaper<'_, C, D>,
+    context: &SweepContext<'_>,
+    projects: Vec<String>,
+) -> Vec<Result<ReapSummary, ProjectFailure>> {
+    stream::iter(projects)
+        .map(|project| sweep_project(reaper, context, project))
+        .buffer_unordered(reaper.concurrency)
+        .collect()
+        .await
+}
+
+/// A project whose batches could not be read: nothing of it was decided or stopped.
+struct ProjectFailure {
+    project: String,
+    error: CodeBuildError,
+}
+
+/// Tries per `ListProjects` page when it fails retryably (each try is itself the SDK's retries
+/// with backoff). Bounded, not only by the deadline: while it is retried nothing is swept, and a
+/// lasting failure must not use up the time the exact-name entries need.
+const LIST_PROJECTS_TRIES: u32 = 3;
+
 /// The projects to sweep, each once: exact entries by name (no call), glob entries through
 /// `ListProjects` (only when some entry is a glob). A project whose first matching entry can
-/// stop nothing (`max_age` unset and supersede off) is not swept at all. On a failed listing,
-/// the exact names found so far come back with the error.
+/// stop nothing (`max_age` unset and supersede off) is not swept at all. A page that failed
+/// retryably is asked again (at most [`LIST_PROJECTS_TRIES`] times, not past the deadline): when
+/// every entry is a glob, a failed listing means a sweep that does nothing. On a listing that
+/// failed for good, the exact names come back with the error.
 async fn resolve_projects<C: CodeBuild, D: Deadline>(
     reaper: &Reaper<'_, C, D>,
     config: &Config,
@@ -203,7 +246,9 @@ async fn resolve_projects<C: CodeBuild, D: Deadline>(
         return Ok(names.into_iter().collect());
     }
     let mut next_token: Option<String> = None;
+    let mut tries = 0;
     loop {
+        tries += 1;
         let page = reaper
             .call(
                 "ListProjects",
@@ -212,11 +257,20 @@ async fn resolve_projects<C: CodeBuild, D: Deadline>(
             .await;
         match page {
             Ok(page) => {
+                tries = 0;
                 names.extend(page.items.into_iter().filter(|name| acts(name)));
                 match page.next_token {
                     Some(token) => next_token = Some(token),
                     None => return Ok(names.into_iter().collect()),
                 }
+            }
+            Err(err)
+                if err.is_retryable()
+                    && tries < LIST_PROJECTS_TRIES
+                    && !reaper.deadline.is_near() =>
+            {
+                tracing::info!(action = "retry", project = "*", error = %err, attempt = tries,
+                    "batch-reaper lists the projects again");
             }
             Err(err) => return Err((names.into_iter().collect(), err)),
         }
@@ -228,31 +282,29 @@ fn can_stop(policy: &ReaperPolicy) -> bool {
     policy.max_age.is_some() || policy.supersede
 }
 
+/// Reads, plans and acts on one project. `Err` when its batches could not be read.
 async fn sweep_project<C: CodeBuild, D: Deadline>(
     reaper: &Reaper<'_, C, D>,
     context: &SweepContext<'_>,
     project: String,
-) -> ReapSummary {
+) -> Result<ReapSummary, ProjectFailure> {
     let mut summary = ReapSummary::default();
     let Some(entry) = context.config.entry_for(&project) else {
-        return summary;
+        return Ok(summary);
     };
     let batches = match reaper.in_progress_batches(&project, &[]).await {
         Ok(Some(batches)) => batches,
         Ok(None) => {
             summary.left.projects.push(project);
-            return summary;
+            return Ok(summary);
         }
-        Err(err) => {
-            summary.project_failed(&project, &err);
-            return summary;
-        }
+        Err(error) => return Err(ProjectFailure { project, error }),
     };
     summary.projects = 1;
     let decisions = plan_project(&batches, &entry.reaper, context.now);
     let dry_run = context.dry_run || entry.dry_run;
     summary.merge(reaper.act(&project, decisions, dry_run).await);
-    summary
+    Ok(summary)
 }
 
 /// The calls a sweep and a targeted supersede share, under one bound on calls in flight.
