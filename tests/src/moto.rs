@@ -255,3 +255,23 @@ fn log_tail(log: &Path) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
+
+/// A DynamoDB client for a 127.0.0.1 port where nothing listens (a port that was free a moment
+/// ago), with the SDK's retries off: the "ledger unavailable" case, answered at once.
+pub async fn unreachable_dynamodb() -> aws_sdk_dynamodb::Client {
+    let port = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .and_then(|listener| listener.local_addr())
+        .map_or(9, |addr| addr.port());
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .empty_test_environment()
+        .region(Region::new(REGION))
+        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+        .endpoint_url(format!("http://127.0.0.1:{port}"))
+        .load()
+        .await;
+    aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&config)
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .build(),
+    )
+}

@@ -5,7 +5,6 @@
 //! condition (`expires_at < :now`), and time is moved by passing another `now`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::time::Duration;
 
 use autopilot::aws::DynamoLedger;
@@ -263,27 +262,8 @@ async fn a_failed_record_stops_redeliveries() {
 
 #[tokio::test]
 async fn an_unreachable_ledger_is_a_retryable_error() {
-    // A port that was free a moment ago: nothing listens there.
-    let port = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .empty_test_environment()
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "test", "test", None, None, "test",
-        ))
-        .endpoint_url(format!("http://127.0.0.1:{port}"))
-        .load()
-        .await;
     // No SDK retries: the caller (Lambda's own retry) decides when to come back.
-    let client = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&config)
-            .retry_config(aws_config::retry::RetryConfig::disabled())
-            .build(),
-    );
+    let client = harness::moto::unreachable_dynamodb().await;
     let ledger = DynamoLedger::new(client, TABLE);
 
     let err = ledger.claim(&request("p", t0())).await.unwrap_err();

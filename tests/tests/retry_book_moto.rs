@@ -3,8 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-
 use autopilot::aws::{DynamoLedger, DynamoRetryBook};
 use autopilot::ledger::LedgerError;
 use autopilot::model::{BatchId, BuildId};
@@ -301,26 +299,8 @@ async fn concurrent_takes_grant_exactly_the_limit() {
 
 #[tokio::test]
 async fn an_unreachable_table_is_a_retryable_error() {
-    // A port that was free a moment ago: nothing listens there.
-    let port = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .empty_test_environment()
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "test", "test", None, None, "test",
-        ))
-        .endpoint_url(format!("http://127.0.0.1:{port}"))
-        .load()
-        .await;
-    let client = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&config)
-            .retry_config(aws_config::retry::RetryConfig::disabled())
-            .build(),
-    );
+    // No SDK retries: the caller (Lambda's own retry) decides when to come back.
+    let client = harness::moto::unreachable_dynamodb().await;
     let book = DynamoRetryBook::new(client, TABLE);
 
     let err = book
