@@ -14,4 +14,6 @@ pub mod ops;
 pub mod ports;
 pub mod reaper;
 pub mod retry;
+pub mod start;
 pub mod telemetry;
+pub mod webhook;

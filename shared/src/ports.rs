@@ -379,6 +379,23 @@ pub trait DelayQueue: Send + Sync {
     ) -> impl Future<Output = Result<(), ServiceError>> + Send;
 }
 
+/// Secret values by name (Secrets Manager): the webhook secrets.
+pub trait Secrets: Send + Sync {
+    /// The current value (`SecretString`) of the secret `name` (a name or an ARN).
+    fn secret_value(&self, name: &str)
+    -> impl Future<Output = Result<String, ServiceError>> + Send;
+}
+
+/// The start queue between the webhook function and the batch starter (SQS).
+pub trait StartQueue: Send + Sync {
+    /// Puts every piece of work on the queue; on error some may have been sent (the starter's
+    /// ledger makes a resend harmless).
+    fn enqueue(
+        &self,
+        work: &[crate::start::StarterWork],
+    ) -> impl Future<Output = Result<(), ServiceError>> + Send;
+}
+
 /// Tells people that auto-retry gave up on a chain (SNS).
 pub trait Notifier: Send + Sync {
     /// Publishes one "gave up" notice.
