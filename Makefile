@@ -67,7 +67,7 @@ demo: ## run the local demo (codebuild-local + the functions)
 bench: ## optional: ops-api and auto-retry latency and memory, batch-reaper at 10,000 batches (release builds) against codebuild-local + moto
 	scripts/python-env.sh stack
 	$(CARGO) build --workspace --bins
-	$(CARGO) build --release -p ops-api -p auto-retry -p batch-reaper
+	$(CARGO) build --release -p ops-api -p auto-retry -p batch-reaper -p codebuild-local
 	bench/ops-api-latency.sh release 200
 	bench/auto-retry-latency.sh release 100
 	bench/reaper-scale.sh release 10000 50

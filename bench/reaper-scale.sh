@@ -15,7 +15,7 @@
 # time.
 #
 #   usage: bench/reaper-scale.sh [debug|release] [N] [P]        (default: debug 10000 50)
-#   env:   REAPER_CONCURRENCY (default 4, the template's), REAPER_TIMEOUT (default 120, the
+#   env:   REAPER_CONCURRENCY (default 8, the template's), REAPER_TIMEOUT (default 120, the
 #          template's), THROTTLE_RUNS (most throttled sweeps before giving up, default 6),
 #          THROTTLE_MODE (random: each call throttled with probability 0.5, seeded — default;
 #          even: every second call), KEEP_WORK=1 (keep the call logs)
@@ -24,14 +24,17 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 profile=${1:-debug}
 n=${2:-10000}
 projects=${3:-50}
-concurrency=${REAPER_CONCURRENCY:-4}
+concurrency=${REAPER_CONCURRENCY:-8}
 timeout=${REAPER_TIMEOUT:-120}
 throttle_runs=${THROTTLE_RUNS:-6}
 py="$root/.venv/bin/python3"
 [[ -x "$py" ]] || py="$(command -v python3)"
 dbg="$root/target/debug"
 fn_bin="$root/target/$profile/batch-reaper"
-for b in "$dbg/codebuild-local" "$dbg/lambda-harness" "$fn_bin"; do
+# The emulator in the same profile as the function: a debug emulator, not the sweep, would set
+# the wall time of a release run.
+emulator_bin="$root/target/$profile/codebuild-local"
+for b in "$emulator_bin" "$dbg/lambda-harness" "$fn_bin"; do
   [[ -x "$b" ]] || { echo "bench: $b missing (cargo build --workspace --bins; make bench builds release)" >&2; exit 1; }
 done
 (( n % projects == 0 )) || { echo "bench: N must be a multiple of P" >&2; exit 1; }
@@ -50,7 +53,7 @@ TOML
 emulator="" harness="" emulator_pid="" harness_pid=""
 start_stack() { # fresh emulator and harness; sets emulator, harness and their pids
   local tag=$1
-  "$dbg/codebuild-local" --port 0 >"$work/cbl-$tag.out" 2>/dev/null & emulator_pid=$!; pids+=("$emulator_pid")
+  "$emulator_bin" --port 0 >"$work/cbl-$tag.out" 2>/dev/null & emulator_pid=$!; pids+=("$emulator_pid")
   emulator="$(wait_url "$work/cbl-$tag.out")"
   "$dbg/lambda-harness" --port 0 --timeout-secs "$timeout" --function "batch-reaper=$fn_bin" \
     --env "AWS_ENDPOINT_URL=$emulator" --env "AWS_ENDPOINT_URL_CODEBUILD=$emulator" \

@@ -42,20 +42,48 @@ impl Metric {
 
 /// The EMF document counting one `metric` for `function` at `at`.
 pub fn emf_count(function: &str, metric: Metric, at: DateTime<Utc>) -> Value {
-    let name = metric.name();
+    emf_document(function, at, None, &[(metric.name(), "Count", 1.0)])
+}
+
+/// One EMF document with several `(name, unit, value)` metrics under the `Function` dimension
+/// and, when given, one more dimension (`("Reason", "stale")`). Every EMF line the functions
+/// print is built here, so they all have the one documented shape.
+pub fn emf_document(
+    function: &str,
+    at: DateTime<Utc>,
+    extra_dimension: Option<(&str, &str)>,
+    values: &[(&str, &str, f64)],
+) -> Value {
+    let mut dimensions = vec![DIMENSION];
+    dimensions.extend(extra_dimension.map(|(name, _)| name));
+    let definitions: Vec<Value> = values
+        .iter()
+        .map(|(name, unit, _)| json!({"Name": name, "Unit": unit}))
+        .collect();
     let mut document = json!({
         "_aws": {
             "Timestamp": at.timestamp_millis(),
             "CloudWatchMetrics": [{
                 "Namespace": NAMESPACE,
-                "Dimensions": [[DIMENSION]],
-                "Metrics": [{"Name": name, "Unit": "Count"}],
+                "Dimensions": [dimensions],
+                "Metrics": definitions,
             }],
         },
         DIMENSION: function,
     });
     if let Some(object) = document.as_object_mut() {
-        object.insert(name.to_owned(), json!(1));
+        if let Some((name, value)) = extra_dimension {
+            object.insert(name.to_owned(), json!(value));
+        }
+        for (name, _, value) in values {
+            // Counts stay integers in the line (`"Retried": 1`), as CloudWatch shows them.
+            let number = if value.fract() == 0.0 && value.abs() < 9.0e15 {
+                json!(*value as i64)
+            } else {
+                json!(value)
+            };
+            object.insert((*name).to_owned(), number);
+        }
     }
     document
 }

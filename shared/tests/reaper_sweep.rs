@@ -111,7 +111,7 @@ impl FakeCodeBuild {
             .collect()
     }
 
-    fn count(&self, what: fn(&Call) -> bool) -> usize {
+    fn count(&self, what: impl Fn(&Call) -> bool) -> usize {
         self.calls().iter().filter(|c| what(c)).count()
     }
 
@@ -188,7 +188,7 @@ impl CodeBuild for FakeCodeBuild {
     }
 
     async fn stop_build_batch(&self, id: &BatchId) -> Result<BuildBatch, CodeBuildError> {
-        self.record(Call::Stop(id.id()));
+        self.answer(Call::Stop(id.id()), "StopBuildBatch")?;
         if matches!(self.trip, Trip::OnFirstStop) {
             self.near.store(true, Ordering::SeqCst);
         }
@@ -471,6 +471,45 @@ async fn a_throttled_stop_is_reported_and_the_rest_go_on() {
         Some(throttled.as_str())
     );
     assert!(summary.errors[0].retryable);
+    let tries = fake.count(|c| matches!(c, Call::Stop(id) if *id == throttled));
+    assert_eq!(
+        tries, 2,
+        "a retryably failed stop gets one more round, not more"
+    );
+}
+
+#[tokio::test]
+async fn a_stop_throttled_once_is_made_again_in_the_same_sweep() {
+    let (fake, expected) = web_250();
+    fake.throttle("Stop", 1);
+    let summary = run(&fake, &config(vec![entry("web", false)]), false).await;
+    assert_eq!(fake.stops(), expected);
+    assert_eq!(
+        summary.stopped.total(),
+        60,
+        "the throttled stop was made after all"
+    );
+    assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+    assert_eq!(fake.count(|c| matches!(c, Call::Stop(_))), 61);
+}
+
+#[tokio::test]
+async fn a_stop_that_failed_for_good_is_not_made_again() {
+    let (mut fake, expected) = web_250();
+    let denied = expected.iter().next().unwrap().clone();
+    fake.stop_errors.insert(
+        denied.clone(),
+        CodeBuildError::Unexpected {
+            operation: "StopBuildBatch",
+            code: Some("AccessDeniedException".into()),
+            message: "not allowed".into(),
+        },
+    );
+    let summary = run(&fake, &config(vec![entry("web", false)]), false).await;
+    assert_eq!(summary.errors.len(), 1);
+    assert!(!summary.errors[0].retryable);
+    let tries = fake.count(|c| matches!(c, Call::Stop(id) if *id == denied));
+    assert_eq!(tries, 1);
 }
 
 #[tokio::test]

@@ -84,10 +84,21 @@ impl Clients {
     /// protects a failing service from clients that multiply their load; the reaper bounds its
     /// own (its concurrency, its deadline, the next sweep), so here it would only cost stops.
     /// Adaptive mode's rate limiter draws on the same partition, so it was not chosen either.
-    pub fn codebuild_with_retries(&self, max_attempts: u32) -> SdkCodeBuild {
+    ///
+    /// The backoff starts at `initial_backoff` and doubles (jittered) up to `max_backoff`.
+    pub fn codebuild_with_retries(
+        &self,
+        max_attempts: u32,
+        initial_backoff: std::time::Duration,
+        max_backoff: std::time::Duration,
+    ) -> SdkCodeBuild {
         use aws_sdk_codebuild::config::retry::{RetryConfig, RetryPartition, TokenBucket};
+        let retry = RetryConfig::standard()
+            .with_max_attempts(max_attempts.max(1))
+            .with_initial_backoff(initial_backoff)
+            .with_max_backoff(max_backoff);
         let config = aws_sdk_codebuild::config::Builder::from(&self.sdk_config)
-            .retry_config(RetryConfig::standard().with_max_attempts(max_attempts.max(1)))
+            .retry_config(retry)
             .retry_partition(
                 RetryPartition::custom("autopilot-codebuild-sweep")
                     .token_bucket(TokenBucket::unlimited())

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{BranchKey, ReapAction, ReapDecision, SkipReason, StopReason};
 use crate::metrics;
@@ -227,7 +227,7 @@ impl ReapSummary {
     /// decides on thousands of batches, and CloudWatch sums the values either way.
     pub fn emf_documents(&self, function: &str, at: DateTime<Utc>) -> Vec<Value> {
         let stopped = |reason: &str, n: u32| {
-            emf(
+            metrics::emf_document(
                 function,
                 at,
                 Some(("Reason", reason)),
@@ -237,7 +237,7 @@ impl ReapSummary {
         vec![
             stopped("stale", self.stopped.stale),
             stopped("superseded", self.stopped.superseded),
-            emf(
+            metrics::emf_document(
                 function,
                 at,
                 None,
@@ -256,43 +256,6 @@ impl ReapSummary {
             println!("{document}");
         }
     }
-}
-
-/// One EMF document with several values and an optional extra dimension. `metrics::emf_count`
-/// only counts one metric at 1 under the `Function` dimension; the reaper needs a `Reason`
-/// dimension and a non-count value, so it builds the same shape here.
-fn emf(
-    function: &str,
-    at: DateTime<Utc>,
-    extra: Option<(&str, &str)>,
-    values: &[(&str, &str, f64)],
-) -> Value {
-    let mut dimensions = vec![metrics::DIMENSION];
-    dimensions.extend(extra.map(|(name, _)| name));
-    let definitions: Vec<Value> = values
-        .iter()
-        .map(|(name, unit, _)| json!({"Name": name, "Unit": unit}))
-        .collect();
-    let mut document = json!({
-        "_aws": {
-            "Timestamp": at.timestamp_millis(),
-            "CloudWatchMetrics": [{
-                "Namespace": metrics::NAMESPACE,
-                "Dimensions": [dimensions],
-                "Metrics": definitions,
-            }],
-        },
-        metrics::DIMENSION: function,
-    });
-    if let Some(object) = document.as_object_mut() {
-        if let Some((name, value)) = extra {
-            object.insert(name.to_owned(), json!(value));
-        }
-        for (name, _, value) in values {
-            object.insert((*name).to_owned(), json!(value));
-        }
-    }
-    document
 }
 
 /// Build-minutes a stop of this batch saves: its age × its builds still running.
@@ -360,6 +323,7 @@ fn log_decision(project: &str, decision: &ReapDecision, dry_run: bool, outcome: 
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use serde_json::json;
 
     fn decision(action: ReapAction, age_min: u64, running: u32) -> ReapDecision {
         ReapDecision {
@@ -459,12 +423,12 @@ mod tests {
         let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
         let docs = s.emf_documents("batch-reaper", at);
         assert_eq!(docs[1]["Reason"], json!("superseded"));
-        assert_eq!(docs[1]["Stopped"], json!(1.0));
+        assert_eq!(docs[1]["Stopped"], json!(1));
         assert_eq!(
             docs[1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
             json!([["Function", "Reason"]])
         );
-        assert_eq!(docs[2]["BuildMinutesSaved"], json!(6.0));
+        assert_eq!(docs[2]["BuildMinutesSaved"], json!(6));
         assert_eq!(
             docs[2]["_aws"]["CloudWatchMetrics"][0]["Namespace"],
             json!("CodeBuildAutopilot")

@@ -407,6 +407,14 @@ impl<'a, C: CodeBuild, D: Deadline> Reaper<'a, C, D> {
         Ok(Some(batches))
     }
 
+    /// One `StopBuildBatch`, its answer read as an [`Outcome`].
+    async fn stop(&self, batch: &BatchId) -> Outcome {
+        stop_outcome(
+            self.call("StopBuildBatch", self.codebuild.stop_build_batch(batch))
+                .await,
+        )
+    }
+
     /// Acts on the decisions: skips and dry-runs are only recorded; each stop is made (at most
     /// `concurrency` at once) unless the deadline is near, then it is left for the next sweep.
     pub(super) async fn act(
@@ -434,13 +442,19 @@ impl<'a, C: CodeBuild, D: Deadline> Reaper<'a, C, D> {
                 if self.deadline.is_near() {
                     return (decision, Outcome::Left);
                 }
-                let result = self
-                    .call(
-                        "StopBuildBatch",
-                        self.codebuild.stop_build_batch(&decision.batch),
-                    )
-                    .await;
-                (decision, stop_outcome(result))
+                let mut outcome = self.stop(&decision.batch).await;
+                // One more round of the SDK's attempts for a stop that failed retryably: under
+                // sustained throttling a few stops in a thousand use up every attempt, and one
+                // more round here saves them a whole sweep's wait. StopBuildBatch on a batch the
+                // first round did stop after all is a benign outcome.
+                if matches!(&outcome, Outcome::Failed(err) if err.is_retryable())
+                    && !self.deadline.is_near()
+                {
+                    tracing::info!(action = "retry", project = %project, batch_id = %decision.batch,
+                        "batch-reaper tries a failed stop once more");
+                    outcome = self.stop(&decision.batch).await;
+                }
+                (decision, outcome)
             })
             .buffer_unordered(self.concurrency)
             .collect()
