@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# `make demo`: the ops API, auto-retry and the batch reaper end to end on this machine, no AWS
-# account needed.
+# `make demo`: the ops API, auto-retry, the batch reaper and the webhook path (a signed GitHub
+# push → webhook → start queue → batch starter) end to end on this machine, no AWS account needed.
 #
 #   codebuild-local  (our local CodeBuild, seeded with a few builds and batches)
 #        ^  real AWS SDK calls (BatchGetBuilds, RetryBuild,      | Build State Change events
-#        |  ListBuildBatchesForProject, StopBuildBatch, ...)     v (async, as EventBridge)
-#   ops-api, auto-retry, batch-reaper (the real Lambda binaries, run through
-#        ^             the Lambda Runtime API by ...)
+#        |  StartBuildBatch, StopBuildBatch, ...)                v (async, as EventBridge)
+#   ops-api, auto-retry, batch-reaper, webhook, batch-starter (the real Lambda binaries, run
+#        ^             through the Lambda Runtime API by ...)
 #   lambda-harness   (Lambda's Invoke API on 127.0.0.1; failed async work → SQS in moto; the
-#        ^            delay queue polled as an SQS event source)
-#   this script      (moto: DynamoDB ledger, SQS delay queue + DLQ, SNS "gave up" topic)
+#        ^            delay and start queues polled as SQS event sources)
+#   this script      (moto: DynamoDB ledger, SQS delay and start queues + DLQs, SNS "gave up"
+#                     topic, the GitHub webhook secret in Secrets Manager)
 #
 # Assumes `cargo build --workspace --bins` ran and .venv exists (`make demo` does both first).
 # Everything started here is stopped on exit, whatever happens.
@@ -22,7 +23,7 @@ bin="${AUTOPILOT_BIN_DIR:-$root/target/debug}"
 py="$root/.venv/bin/python3"
 [[ -x "$py" ]] || py="$(command -v python3 || true)"
 
-for tool in codebuild-local lambda-harness ops-api auto-retry batch-reaper; do
+for tool in codebuild-local lambda-harness ops-api auto-retry batch-reaper webhook batch-starter; do
   if [[ ! -x "$bin/$tool" ]]; then
     echo "demo: $bin/$tool is missing: run 'cargo build --workspace --bins' (make demo does)" >&2
     exit 1
@@ -168,15 +169,19 @@ echo "    FAILED      $failed_id"
 echo "    IN_PROGRESS $running_id"
 echo "    SUCCEEDED   $batched_id (in a batch)"
 
-echo "Starting moto's server (DynamoDB ledger, SQS queues, SNS topic) ..."
+# The GitHub webhook secret (in Secrets Manager, as the stack keeps it); the sample push in
+# infra/events/webhook-github-push-branch.json is signed with it, and the demo signs it again.
+webhook_secret=autopilot-demo-webhook-secret
+
+echo "Starting moto's server (DynamoDB ledger, SQS queues, SNS topic, Secrets Manager) ..."
 moto_port="$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 "$root/.venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 &
 pids+=("$!")
 moto="http://127.0.0.1:$moto_port"
 # boto3 comes with moto in .venv; it also waits until the server answers.
 # One line each: the dead-letter queue, the delay queue, the "gave up" topic and the queue
-# subscribed to it (where this script reads the notices).
-mapfile -t resources < <("$py" - "$moto" <<'PY'
+# subscribed to it (where this script reads the notices), the start queue and its DLQ.
+mapfile -t resources < <("$py" - "$moto" "$webhook_secret" <<'PY'
 import json, sys, time, boto3
 def client(service):
     return boto3.client(service, endpoint_url=sys.argv[1], region_name="us-east-1",
@@ -203,20 +208,28 @@ sns = client("sns")
 topic = sns.create_topic(Name="autopilot-gave-up")["TopicArn"]
 inbox = sqs.create_queue(QueueName="gave-up-inbox")["QueueUrl"]
 sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn(inbox))
-print(dlq, delay, topic, inbox, sep="\n")
+# The start queue the webhook function fills and the batch starter drains; a short visibility
+# timeout so a handed-back message comes again quickly in the demo.
+start_dlq = sqs.create_queue(QueueName="autopilot-start-dlq")["QueueUrl"]
+start = sqs.create_queue(QueueName="autopilot-start", Attributes={
+    "VisibilityTimeout": "10",
+    "RedrivePolicy": json.dumps({"deadLetterTargetArn": arn(start_dlq), "maxReceiveCount": 5})})["QueueUrl"]
+client("secretsmanager").create_secret(Name="autopilot/webhooks/github", SecretString=sys.argv[2])
+print(dlq, delay, topic, inbox, start, start_dlq, sep="\n")
 PY
 )
-if ((${#resources[@]} != 4)); then
+if ((${#resources[@]} != 6)); then
   echo "demo: could not create the AWS resources in moto" >&2
   exit 1
 fi
 dlq=${resources[0]} delay_queue=${resources[1]} topic=${resources[2]} inbox=${resources[3]}
+start_queue=${resources[4]} start_dlq=${resources[5]}
 echo "    $moto (dead-letter queue: $dlq)"
 
-# The one configuration of auto-retry and the batch reaper: every project, at most one retry,
-# no backoff so the demo is quick; batches running longer than 30 minutes are stale (under the
-# 60-minute timeout codebuild-local gives projects; superseding is on by default, with
-# main, master and release/* protected).
+# The one configuration every function reads: every project, at most one retry, no backoff so
+# the demo is quick; batches running longer than 30 minutes are stale (under the 60-minute
+# timeout codebuild-local gives projects; superseding is on by default, with main, master and
+# release/* protected). GitHub pushes to Codertocat/Hello-World start project storefront.
 cat >"$work/autopilot.toml" <<'TOML'
 [[projects]]
 name = "*"
@@ -225,9 +238,20 @@ max_retries = 1
 backoff_seconds = 0
 [projects.reaper]
 max_age_minutes = 30
+
+[webhooks.secrets]
+github = ["autopilot/webhooks/github"]
+
+[[repositories]]
+provider = "github"
+name = "Codertocat/Hello-World"
+[[repositories.targets]]
+project = "storefront"
+filter_groups = [[{ type = "EVENT", pattern = "PUSH" }]]
 TOML
 
-echo "Starting lambda-harness with the ops-api, auto-retry and batch-reaper binaries ..."
+echo "Starting lambda-harness with the ops-api, auto-retry, batch-reaper, webhook and"
+echo "batch-starter binaries ..."
 # codebuild-local names a caller by its access key, so auto-retry recognises the builds its own
 # RetryBuild made by this key (AUTOPILOT_OWN_INITIATOR).
 start_server lambda-harness "$bin/lambda-harness" --port 0 --show-logs \
@@ -235,7 +259,10 @@ start_server lambda-harness "$bin/lambda-harness" --port 0 --show-logs \
   --function "ops-api=$bin/ops-api" \
   --function "auto-retry=$bin/auto-retry" \
   --function "batch-reaper=$bin/batch-reaper" \
+  --function "webhook=$bin/webhook" \
+  --function "batch-starter=$bin/batch-starter" \
   --sqs-source "$delay_queue=auto-retry" \
+  --sqs-source "$start_queue=batch-starter" \
   --env "AWS_ENDPOINT_URL_CODEBUILD=$emulator" \
   --env "AWS_ENDPOINT_URL=$moto" \
   --env AWS_REGION=us-east-1 \
@@ -248,11 +275,14 @@ start_server lambda-harness "$bin/lambda-harness" --port 0 --show-logs \
   --env "AUTOPILOT_GAVE_UP_TOPIC_ARN=$topic" \
   --env AUTOPILOT_OWN_INITIATOR=autopilot-auto-retry \
   --env AUTOPILOT_DRY_RUN=false \
-  --env AUTOPILOT_REAPER_CONCURRENCY=8
+  --env AUTOPILOT_REAPER_CONCURRENCY=8 \
+  --env "AUTOPILOT_START_QUEUE_URL=$start_queue"
 harness=$server_url
 echo "    $harness/2015-03-31/functions/ops-api/invocations"
 echo "    $harness/2015-03-31/functions/auto-retry/invocations (also fed by the delay queue)"
 echo "    $harness/2015-03-31/functions/batch-reaper/invocations"
+echo "    $harness/2015-03-31/functions/webhook/invocations"
+echo "    $harness/2015-03-31/functions/batch-starter/invocations (fed by the start queue)"
 
 echo
 echo "Asking the ops API (each request is an API Gateway HTTP API v2 event):"
@@ -484,6 +514,173 @@ for batch_id, (label, status) in wanted.items():
 if wrong:
     sys.exit("demo: " + "; ".join(wrong))
 PY
+
+echo
+echo "Webhooks: a GitHub push to Codertocat/Hello-World, signed with the secret in Secrets"
+echo "Manager. The webhook function verifies it, routes it (project storefront), claims it in the"
+echo "ledger and queues the start; the batch starter, fed by the start queue, starts the batch and"
+echo "supersedes the older one of the branch."
+echo "Seeding running batches of project storefront:"
+seed_batch feature/cart '{
+  "projectName": "storefront", "ageSeconds": 600, "sourceVersion": "refs/heads/feature/cart",
+  "initiator": "GitHub-Hookshot/4a2b1c"}'
+cart_batch=$batch_id
+seed_batch main '{
+  "projectName": "storefront", "ageSeconds": 300, "sourceVersion": "refs/heads/main",
+  "initiator": "GitHub-Hookshot/4a2b1c"}'
+storefront_main_batch=$batch_id
+
+# `deliver queued|duplicate`: signs the sample push (infra/events/) with the demo secret as
+# GitHub does (X-Hub-Signature-256 over the raw body), invokes the webhook function with the API
+# Gateway HTTP API v2 event, shows the answer and checks it lists storefront as expected.
+deliver() {
+  "$py" - "$harness/2015-03-31/functions/webhook/invocations" \
+    "$root/infra/events/webhook-github-push-branch.json" "$webhook_secret" "$1" <<'PY'
+import hashlib, hmac, json, sys, time, urllib.request, uuid
+url, event_file, secret, expect = sys.argv[1:5]
+event = json.load(open(event_file))
+body = event["body"].encode()
+headers = event["headers"]
+headers["x-hub-signature-256"] = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+headers["content-length"] = str(len(body))
+event["requestContext"].update(requestId=str(uuid.uuid4()), timeEpoch=int(time.time() * 1000),
+                               time=time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime()))
+delivery = headers["x-github-delivery"]
+push = json.loads(body)
+print(f"==> POST /webhooks/github  X-GitHub-Event: {headers['x-github-event']}, "
+      f"X-GitHub-Delivery: {delivery}")
+print(f"    {push['ref']} at {push['after'][:12]}, X-Hub-Signature-256: "
+      f"{headers['x-hub-signature-256'][:19]}...")
+request = urllib.request.Request(url, data=json.dumps(event).encode(), method="POST")
+with urllib.request.urlopen(request, timeout=60) as response:
+    answer = json.loads(response.read())
+    function_error = response.headers.get("X-Amz-Function-Error")
+if function_error:
+    sys.exit(f"demo: the webhook function failed ({function_error}): {json.dumps(answer)}")
+print(f"<== HTTP {answer['statusCode']}")
+try:
+    reply = json.loads(answer.get("body") or "null")
+except ValueError:
+    reply = answer.get("body")
+print("\n".join("    " + line for line in json.dumps(reply, indent=2).splitlines()))
+listed = lambda key: [entry.get("project") for entry in (reply or {}).get(key, [])]
+if answer["statusCode"] != 202:
+    sys.exit(f"demo: the webhook function answered {answer['statusCode']}, expected 202")
+if expect == "queued" and (listed("queued") != ["storefront"] or listed("duplicates")):
+    sys.exit("demo: expected storefront under \"queued\" (and no duplicates)")
+if expect == "duplicate" and (listed("duplicates") != ["storefront"] or listed("queued")):
+    sys.exit("demo: expected storefront under \"duplicates\" (and nothing queued)")
+PY
+}
+
+echo
+delivery="$("$py" -c 'import json, sys; print(json.load(open(sys.argv[1]))["headers"]["x-github-delivery"])' \
+  "$root/infra/events/webhook-github-push-branch.json")"
+deliver queued
+
+# `storefront_batches WAIT_FOR DELIVERY CART MAIN`: the storefront batches as codebuild-local
+# answers ListBuildBatchesForProject and BatchGetBuildBatches (the proof, whatever the logs say).
+# With WAIT_FOR=superseded it polls (at most 30 s) until a batch carries AUTOPILOT_DELIVERY =
+# DELIVERY, CART is STOPPED and MAIN still IN_PROGRESS; with WAIT_FOR=unchanged it checks, once,
+# that there is still exactly one batch of that delivery and three batches in all.
+storefront_batches() {
+  "$py" - "$emulator" "$@" <<'PY'
+import json, sys, time, urllib.request
+emulator, wait_for, delivery, cart, main = sys.argv[1:6]
+def call(target, payload):
+    request = urllib.request.Request(emulator + "/", method="POST", data=json.dumps(payload).encode(),
+        headers={"X-Amz-Target": f"CodeBuild_20161006.{target}",
+                 "Content-Type": "application/x-amz-json-1.1"})
+    return json.loads(urllib.request.urlopen(request, timeout=30).read())
+def env(batch):
+    return {v["name"]: v["value"] for v in batch.get("environmentVariablesOverride")
+            or batch.get("environment", {}).get("environmentVariables", [])}
+def look():
+    ids = call("ListBuildBatchesForProject", {"projectName": "storefront", "sortOrder": "ASCENDING"})["ids"]
+    batches = call("BatchGetBuildBatches", {"ids": ids})["buildBatches"] if ids else []
+    started = [b for b in batches if env(b).get("AUTOPILOT_DELIVERY") == delivery]
+    status = {b["id"]: b["buildBatchStatus"] for b in batches}
+    return batches, started, status
+deadline = time.time() + (30 if wait_for == "superseded" else 0)
+while True:
+    batches, started, status = look()
+    if wait_for == "superseded":
+        done = len(started) == 1 and status.get(cart) == "STOPPED" and status.get(main) == "IN_PROGRESS"
+    else:
+        done = len(started) == 1 and len(batches) == 3
+    if done or time.time() >= deadline:
+        break
+    time.sleep(0.3)
+print("    batches of storefront in codebuild-local now:")
+for batch in batches:
+    label = ("started" if batch in started else "feature/cart" if batch["id"] == cart
+             else "main" if batch["id"] == main else "other")
+    version = batch.get("sourceVersion", "")
+    if not version.startswith("refs/"):
+        version = version[:12]
+    print(f"    {label:<12} #{batch['buildBatchNumber']:<2} {batch['buildBatchStatus']:<12} "
+          f"{batch['id']}  {version}")
+    if batch in started:
+        variables = env(batch)
+        print("                     " + ", ".join(f"{name}={variables[name]}" for name in (
+            "AUTOPILOT_EVENT", "AUTOPILOT_BRANCH", "AUTOPILOT_DELIVERY") if name in variables))
+if not done:
+    if wait_for == "superseded":
+        sys.exit(f"demo: within 30 s expected one batch with AUTOPILOT_DELIVERY={delivery}, the "
+                 f"feature/cart batch STOPPED and the main batch IN_PROGRESS; got {len(started)} "
+                 f"such batch(es), feature/cart {status.get(cart)}, main {status.get(main)}")
+    sys.exit(f"demo: the same delivery again changed the batches: {len(batches)} batches, "
+             f"{len(started)} for delivery {delivery}")
+PY
+}
+storefront_batches superseded "$delivery" "$cart_batch" "$storefront_main_batch"
+
+# The batch starter's decision line (the harness copies the function's JSON log lines).
+"$py" - "$work/lambda-harness.log" <<'PY'
+import json, sys, time
+deadline = time.time() + 10
+while time.time() < deadline:
+    for line in open(sys.argv[1], errors="replace"):
+        if not line.startswith("[batch-starter] "):
+            continue
+        try:
+            fields = json.loads(line[len("[batch-starter] "):]).get("fields", {})
+        except ValueError:
+            continue
+        if fields.get("message") == "batch-starter decision":
+            shown = {k: fields[k] for k in ("action", "reason", "project", "batch_id", "stopped",
+                                            "dry_run") if k in fields}
+            print("    decision log: " + json.dumps(shown))
+            sys.exit(0)
+    time.sleep(0.2)
+print("    (no batch-starter decision line in the log)")
+PY
+
+echo
+echo "GitHub redelivers with the same X-GitHub-Delivery (a person's \"Redeliver\" too); the"
+echo "ledger answers it as a duplicate and nothing new starts:"
+echo
+deliver duplicate
+# Nothing new was queued: once the start queue is empty (the first message deleted after the
+# starter handled it) the batches are what they were.
+"$py" - "$moto" "$start_queue" "$start_dlq" <<'PY'
+import sys, time, boto3
+moto, start, start_dlq = sys.argv[1:4]
+sqs = boto3.client("sqs", endpoint_url=moto, region_name="us-east-1",
+                   aws_access_key_id="demo", aws_secret_access_key="demo")
+def waiting(url):
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
+        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    return sum(int(n) for n in attributes.values())
+deadline = time.time() + 30
+while waiting(start) and time.time() < deadline:
+    time.sleep(0.3)
+left, dead = waiting(start), waiting(start_dlq)
+print(f"    start queue: {left} message(s) left; its dead-letter queue: {dead}")
+if left or dead:
+    sys.exit("demo: the start queue did not drain cleanly")
+PY
+storefront_batches unchanged "$delivery" "$cart_batch" "$storefront_main_batch"
 
 echo
 echo "Done; stopping codebuild-local, moto and lambda-harness."

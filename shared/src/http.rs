@@ -13,6 +13,9 @@ pub enum ApiError {
     /// 400: the request is malformed.
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// 401: the request is not signed as it must be (a webhook's signature or token).
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
     /// 404: unknown resource or route.
     #[error("not found: {0}")]
     NotFound(String),
@@ -22,6 +25,12 @@ pub enum ApiError {
     /// 409: a conflicting request (token reused with other parameters, same request in flight).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// 413: the body is larger than the configured limit.
+    #[error("payload too large: {0}")]
+    PayloadTooLarge(String),
+    /// 422: the same idempotency key was used for another request.
+    #[error("unprocessable: {0}")]
+    Unprocessable(String),
     /// 429: CodeBuild throttled us or its queue is full; try later.
     #[error("throttled: {0}")]
     Throttled(String),
@@ -38,9 +47,12 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::UpstreamUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -51,9 +63,12 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::BadRequest(_) => "bad_request",
+            Self::Unauthorized(_) => "unauthorized",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Conflict(_) => "conflict",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::Unprocessable(_) => "unprocessable",
             Self::Throttled(_) => "throttled",
             Self::UpstreamUnavailable(_) => "upstream_unavailable",
             Self::Internal(_) => "internal",
@@ -63,6 +78,9 @@ impl ApiError {
     fn message(&self) -> &str {
         match self {
             Self::BadRequest(m)
+            | Self::Unauthorized(m)
+            | Self::PayloadTooLarge(m)
+            | Self::Unprocessable(m)
             | Self::NotFound(m)
             | Self::MethodNotAllowed(m)
             | Self::Conflict(m)
@@ -121,7 +139,14 @@ mod tests {
     fn statuses_and_codes() {
         let cases = [
             (ApiError::BadRequest(String::new()), 400, "bad_request"),
+            (ApiError::Unauthorized(String::new()), 401, "unauthorized"),
             (ApiError::NotFound(String::new()), 404, "not_found"),
+            (
+                ApiError::PayloadTooLarge(String::new()),
+                413,
+                "payload_too_large",
+            ),
+            (ApiError::Unprocessable(String::new()), 422, "unprocessable"),
             (
                 ApiError::MethodNotAllowed(String::new()),
                 405,

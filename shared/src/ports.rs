@@ -156,6 +156,12 @@ pub struct StartBuildBatchRequest {
     pub source_version: Option<String>,
     /// Overrides of the project's environment variables.
     pub environment_variables: Vec<EnvironmentVariable>,
+    /// `reportBuildBatchStatusOverride` (the project's setting when `None`).
+    pub report_status: Option<bool>,
+    /// `buildspecOverride` (the project's buildspec when `None`).
+    pub buildspec_override: Option<String>,
+    /// `buildTimeoutInMinutesOverride` (the project's timeout when `None`).
+    pub timeout_minutes: Option<u32>,
     /// Makes a redelivered start return the first result.
     pub token: IdempotencyToken,
 }

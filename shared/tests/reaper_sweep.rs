@@ -336,6 +336,7 @@ fn config(entries: Vec<ProjectEntry>) -> Config {
     Config {
         projects: entries,
         account: AccountSettings::default(),
+        ..Config::default()
     }
 }
 

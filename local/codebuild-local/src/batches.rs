@@ -39,6 +39,12 @@ pub struct NewBatch {
     pub start: Option<DateTime<Utc>>,
     /// Build groups.
     pub groups: Vec<NewGroup>,
+    /// `buildTimeoutInMinutesOverride`, else the project's timeout.
+    pub timeout_in_minutes: Option<i32>,
+    /// `buildspecOverride`, else the project's buildspec.
+    pub buildspec: Option<String>,
+    /// `reportBuildBatchStatusOverride`, else the project's setting.
+    pub report_status: Option<bool>,
 }
 
 /// Creates a batch with one build per group; returns its id.
@@ -49,6 +55,17 @@ pub fn create_batch(store: &mut Store, ctx: &Ctx, new: NewBatch) -> Result<Strin
     let id = Ctx::new_id(&project.name);
     let arn = ctx.batch_arn(&id);
     let start = new.start.unwrap_or(ctx.now);
+    let mut source = project.source.clone();
+    // ASSUMPTION: as for a build, the batch's `source` reports the buildspec and the status
+    // reporting it actually runs with, the overrides included.
+    if let Some(source) = source.as_object_mut() {
+        if let Some(buildspec) = &new.buildspec {
+            source.insert("buildspec".into(), json!(buildspec));
+        }
+        if let Some(report) = new.report_status {
+            source.insert("reportBuildStatus".into(), json!(report));
+        }
+    }
     let batch = BuildBatch {
         id: id.clone(),
         arn: arn.clone(),
@@ -59,7 +76,7 @@ pub fn create_batch(store: &mut Store, ctx: &Ctx, new: NewBatch) -> Result<Strin
         source_version: new.source_version.clone(),
         project_name: project.name.clone(),
         phases: phases::running_batch(start),
-        source: project.source.clone(),
+        source,
         artifacts: json!({"location": ""}),
         // ASSUMPTION: a batch reports the overrides it was started with in its environment, as
         // a build does (the reaper reads a batch's branch from them).
@@ -69,7 +86,7 @@ pub fn create_batch(store: &mut Store, ctx: &Ctx, new: NewBatch) -> Result<Strin
         )
         .0,
         service_role: project.service_role.clone(),
-        build_timeout_in_minutes: project.timeout_in_minutes,
+        build_timeout_in_minutes: new.timeout_in_minutes.unwrap_or(project.timeout_in_minutes),
         queued_timeout_in_minutes: project.queued_timeout_in_minutes,
         complete: false,
         initiator: new.initiator.clone(),
@@ -265,6 +282,10 @@ fn batch_response(store: &Store, id: &str) -> Result<Value, ApiError> {
     Ok(json!({ "buildBatch": to_json(batch) }))
 }
 
+/// The service model's range of `BuildTimeOut` (minutes).
+const MIN_BUILD_TIMEOUT: i32 = 5;
+const MAX_BUILD_TIMEOUT: i32 = 2160;
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct StartBuildBatchInput {
@@ -273,11 +294,22 @@ struct StartBuildBatchInput {
     #[serde(default)]
     environment_variables_override: Vec<EnvironmentVariable>,
     idempotency_token: Option<String>,
+    build_timeout_in_minutes_override: Option<i32>,
+    buildspec_override: Option<String>,
+    report_build_batch_status_override: Option<bool>,
 }
 
 /// `StartBuildBatch`.
 pub fn start_build_batch(store: &mut Store, ctx: &Ctx, body: &Value) -> Result<Value, ApiError> {
     let input: StartBuildBatchInput = parse(body)?;
+    if let Some(minutes) = input.build_timeout_in_minutes_override
+        && !(MIN_BUILD_TIMEOUT..=MAX_BUILD_TIMEOUT).contains(&minutes)
+    {
+        return Err(ApiError::invalid_input(format!(
+            "Invalid buildTimeoutInMinutesOverride: {minutes}; it must be between \
+             {MIN_BUILD_TIMEOUT} and {MAX_BUILD_TIMEOUT} minutes"
+        )));
+    }
     let token = input.idempotency_token.as_deref();
     let params = parameters_of(body);
     if let TokenUse::Replay(id) = store
@@ -301,6 +333,9 @@ pub fn start_build_batch(store: &mut Store, ctx: &Ctx, body: &Value) -> Result<V
                 identifier: "build1".into(),
                 status: Status::InProgress,
             }],
+            timeout_in_minutes: input.build_timeout_in_minutes_override,
+            buildspec: input.buildspec_override,
+            report_status: input.report_build_batch_status_override,
         },
     )?;
     store

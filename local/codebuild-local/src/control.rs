@@ -310,6 +310,9 @@ fn seed_one_batch(store: &mut Store, ctx: &Ctx, seed: &SeedBatch) -> Result<Stri
                 .unwrap_or_else(|| DEFAULT_INITIATOR.to_owned()),
             start: Some(age(ctx, seed.age_seconds)),
             groups,
+            timeout_in_minutes: None,
+            buildspec: None,
+            report_status: None,
         },
     )?;
     match batch_status {

@@ -472,6 +472,73 @@ async fn start_build_batch_token_and_retry_running_build() {
 }
 
 #[tokio::test]
+async fn start_build_batch_overrides_show_in_the_batch_and_its_builds() {
+    let (server, client) = start().await;
+    create_project(&client, "ovr", None).await;
+    let started = client
+        .start_build_batch()
+        .project_name("ovr")
+        .build_timeout_in_minutes_override(45)
+        .buildspec_override("version: 0.2")
+        .report_build_batch_status_override(true)
+        .idempotency_token("o")
+        .send()
+        .await
+        .unwrap();
+    let batch = started.build_batch().unwrap();
+    assert_eq!(batch.build_timeout_in_minutes(), Some(45));
+    let source = batch.source().unwrap();
+    assert_eq!(source.buildspec(), Some("version: 0.2"));
+    assert_eq!(source.report_build_status(), Some(true));
+    let build_id = batch.build_groups()[0]
+        .current_build_summary()
+        .unwrap()
+        .arn()
+        .unwrap();
+    let builds = client
+        .batch_get_builds()
+        .ids(build_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(builds.builds()[0].timeout_in_minutes(), Some(45));
+
+    // The same token with another override is another request.
+    let err = client
+        .start_build_batch()
+        .project_name("ovr")
+        .build_timeout_in_minutes_override(50)
+        .buildspec_override("version: 0.2")
+        .report_build_batch_status_override(true)
+        .idempotency_token("o")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("InvalidInputException"));
+
+    // Without overrides the project's timeout holds; out of range is refused.
+    let plain = client
+        .start_build_batch()
+        .project_name("ovr")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        plain.build_batch().unwrap().build_timeout_in_minutes(),
+        Some(60)
+    );
+    let err = client
+        .start_build_batch()
+        .project_name("ovr")
+        .build_timeout_in_minutes_override(4)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("InvalidInputException"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn throttling_reaches_the_sdk() {
     let (server, client) = start().await;
     create_project(&client, "thr", None).await;

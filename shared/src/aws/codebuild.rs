@@ -89,12 +89,24 @@ impl CodeBuild for SdkCodeBuild {
             .iter()
             .map(|v| convert::env_var_to_sdk(OP, v))
             .collect::<Result<Vec<_>, _>>()?;
+        let timeout = request
+            .timeout_minutes
+            .map(|minutes| {
+                i32::try_from(minutes).map_err(|_| CodeBuildError::InvalidInput {
+                    operation: OP,
+                    message: format!("buildTimeoutInMinutesOverride {minutes} is out of range"),
+                })
+            })
+            .transpose()?;
         let out = self
             .client
             .start_build_batch()
             .project_name(&request.project)
             .set_source_version(request.source_version.clone())
             .set_environment_variables_override((!overrides.is_empty()).then_some(overrides))
+            .set_report_build_batch_status_override(request.report_status)
+            .set_buildspec_override(request.buildspec_override.clone())
+            .set_build_timeout_in_minutes_override(timeout)
             .idempotency_token(request.token.as_str())
             .send()
             .await

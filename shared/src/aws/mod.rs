@@ -10,7 +10,9 @@ mod error;
 mod ledger;
 mod notifier;
 mod retry_book;
+mod secrets;
 mod service_error;
+mod start_queue;
 
 pub use build_logs::CloudWatchBuildLogs;
 pub use codebuild::SdkCodeBuild;
@@ -20,6 +22,8 @@ pub use error::classify_service_error;
 pub use ledger::DynamoLedger;
 pub use notifier::SnsNotifier;
 pub use retry_book::DynamoRetryBook;
+pub use secrets::SecretsManagerSecrets;
+pub use start_queue::{MAX_BATCH_ENTRIES, MAX_MESSAGE_BYTES, SqsStartQueue};
 
 use aws_config::BehaviorVersion;
 
@@ -30,7 +34,7 @@ pub struct Clients {
     pub codebuild: SdkCodeBuild,
     /// DynamoDB, behind the [`crate::ledger::Ledger`] port through [`Clients::ledger`].
     pub dynamodb: aws_sdk_dynamodb::Client,
-    /// SQS (the delay queue).
+    /// SQS (the delay queue, the start queue).
     pub sqs: aws_sdk_sqs::Client,
     /// SNS ("gave up" notices).
     pub sns: aws_sdk_sns::Client,
@@ -40,6 +44,8 @@ pub struct Clients {
     pub s3: aws_sdk_s3::Client,
     /// CloudWatch Logs (build log tails).
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    /// Secrets Manager (webhook secrets).
+    pub secretsmanager: aws_sdk_secretsmanager::Client,
     /// The configuration the clients were built from, for clients that need other settings
     /// ([`Clients::codebuild_with_retries`]).
     sdk_config: aws_config::SdkConfig,
@@ -70,6 +76,7 @@ impl Clients {
                     .build(),
             ),
             logs: aws_sdk_cloudwatchlogs::Client::new(config),
+            secretsmanager: aws_sdk_secretsmanager::Client::new(config),
             sdk_config: config.clone(),
         }
     }
@@ -121,6 +128,16 @@ impl Clients {
     /// The SQS delay queue at `queue_url`.
     pub fn delay_queue(&self, queue_url: &str) -> SqsDelayQueue {
         SqsDelayQueue::new(self.sqs.clone(), queue_url)
+    }
+
+    /// The SQS start queue at `queue_url` (webhook function → batch starter).
+    pub fn start_queue(&self, queue_url: &str) -> SqsStartQueue {
+        SqsStartQueue::new(self.sqs.clone(), queue_url)
+    }
+
+    /// Webhook secrets from Secrets Manager.
+    pub fn secrets(&self) -> SecretsManagerSecrets {
+        SecretsManagerSecrets::new(self.secretsmanager.clone())
     }
 
     /// "Gave up" notices to the SNS topic `topic_arn`.

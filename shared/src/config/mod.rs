@@ -17,9 +17,22 @@
 //! name = "web-*"          # a name or a glob; the first matching entry wins
 //! [projects.retry]
 //! retry_timed_out = true
+//!
+//! [webhooks.secrets]
+//! github = ["autopilot/webhooks/github"]
+//!
+//! [[repositories]]        # which projects a source provider's webhook starts
+//! provider = "github"
+//! name = "octo-org/web"
+//! [[repositories.targets]]
+//! project = "web-ci"
+//! filter_groups = [[{ type = "EVENT", pattern = "PUSH" }]]
 //! ```
 
 use std::time::Duration;
+
+use crate::webhook::Provider;
+use crate::webhook::route::FilterGroup;
 
 mod allowed;
 mod cache;
@@ -31,7 +44,9 @@ mod validate;
 pub use allowed::{AllowedProjects, PROJECT_PATTERNS_ENV, covers};
 pub use cache::{ConfigCache, ConfigLoadError, DEFAULT_CONFIG_TTL, load_config};
 pub use errors::{ConfigError, ConfigErrors, ConfigProblem};
-pub use validate::{MAX_AGE_MINUTES_LIMIT, MAX_LOG_TAIL_LINES, MAX_RETRIES_LIMIT};
+pub use validate::{
+    MAX_AGE_MINUTES_LIMIT, MAX_LOG_TAIL_LINES, MAX_RETRIES_LIMIT, MIN_WEBHOOK_BODY_BYTES,
+};
 
 /// The environment variable holding the configuration's [`ConfigUri`].
 pub const CONFIG_URI_ENV: &str = "AUTOPILOT_CONFIG_URI";
@@ -51,13 +66,23 @@ pub const DEFAULT_ACCOUNT_HOURLY_LIMIT: u32 = 200;
 /// Log lines read when the log tail is switched on, unless configured.
 pub const DEFAULT_LOG_TAIL_LINES: u32 = 50;
 
+/// Largest webhook body read, unless configured (1 MiB).
+pub const DEFAULT_WEBHOOK_MAX_BODY_BYTES: usize = crate::webhook::body::DEFAULT_MAX_BODY_BYTES;
+/// Largest `webhooks.max_body_bytes` that may be configured (4 MiB).
+pub const WEBHOOK_MAX_BODY_BYTES_LIMIT: usize = crate::webhook::body::MAX_BODY_BYTES_LIMIT;
+
 /// A validated configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Config {
     /// The project entries in file order; the first whose pattern matches a project applies.
     pub projects: Vec<ProjectEntry>,
     /// Account-wide settings.
     pub account: AccountSettings,
+    /// Webhook reception settings (`[webhooks]`).
+    pub webhooks: WebhookSettings,
+    /// Which projects each repository's webhook events reach (`[[repositories]]`), in file
+    /// order.
+    pub repositories: Vec<RepositoryEntry>,
 }
 
 impl Config {
@@ -65,6 +90,129 @@ impl Config {
     /// must never be touched).
     pub fn entry_for(&self, project: &str) -> Option<&ProjectEntry> {
         self.projects.iter().find(|e| e.pattern.matches(project))
+    }
+
+    /// Every `[[repositories]]` entry for `provider` whose name matches `full_name`, in file
+    /// order (all of them apply: their targets fan out).
+    pub fn repositories_for<'a>(
+        &'a self,
+        provider: Provider,
+        full_name: &'a str,
+    ) -> impl Iterator<Item = &'a RepositoryEntry> + 'a {
+        self.repositories
+            .iter()
+            .filter(move |r| r.provider == provider && r.name.matches(full_name))
+    }
+}
+
+/// `[webhooks]`: how deliveries are received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookSettings {
+    /// Largest body read, in bytes (default [`DEFAULT_WEBHOOK_MAX_BODY_BYTES`], at most
+    /// [`WEBHOOK_MAX_BODY_BYTES_LIMIT`]); a larger delivery is refused with 413.
+    pub max_body_bytes: usize,
+    /// Build draft pull requests unless a target says otherwise (default off).
+    pub allow_draft_pull_requests: bool,
+    /// Build pull requests from forks unless a target says otherwise (default off: a fork's
+    /// buildspec would run with the project's service role).
+    pub allow_fork_pull_requests: bool,
+    /// The Secrets Manager secrets holding each provider's webhook secret.
+    pub secrets: WebhookSecrets,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: DEFAULT_WEBHOOK_MAX_BODY_BYTES,
+            allow_draft_pull_requests: false,
+            allow_fork_pull_requests: false,
+            secrets: WebhookSecrets::default(),
+        }
+    }
+}
+
+/// `[webhooks.secrets]`: Secrets Manager secret names or ARNs per provider. Several for one
+/// provider mean a rotation: a delivery signed with any of them is accepted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebhookSecrets {
+    /// GitHub's.
+    pub github: Vec<String>,
+    /// GitLab's.
+    pub gitlab: Vec<String>,
+    /// Bitbucket's.
+    pub bitbucket: Vec<String>,
+}
+
+impl WebhookSecrets {
+    /// The secrets of `provider` (empty: its deliveries cannot be verified, so none is
+    /// accepted).
+    pub fn for_provider(&self, provider: Provider) -> &[String] {
+        match provider {
+            Provider::GitHub => &self.github,
+            Provider::GitLab => &self.gitlab,
+            Provider::Bitbucket => &self.bitbucket,
+        }
+    }
+}
+
+/// One `[[repositories]]` entry: a provider's repository (or a glob of them) and the projects
+/// its events reach.
+#[derive(Debug, Clone)]
+pub struct RepositoryEntry {
+    /// The provider whose deliveries the entry matches.
+    pub provider: Provider,
+    /// `owner/name` or a glob of them.
+    pub name: RepositoryPattern,
+    /// The projects, in file order.
+    pub targets: Vec<WebhookTarget>,
+}
+
+/// One `[[repositories.targets]]` entry, with the `[webhooks]` defaults merged in.
+#[derive(Debug, Clone)]
+pub struct WebhookTarget {
+    /// The CodeBuild project (an exact name covered by a `[[projects]]` entry).
+    pub project: String,
+    /// `reportBuildBatchStatusOverride` (`None`: the project's own setting).
+    pub report_status: Option<bool>,
+    /// Build draft pull requests.
+    pub allow_draft_pull_requests: bool,
+    /// Build pull requests from forks.
+    pub allow_fork_pull_requests: bool,
+    /// CodeBuild filter groups: an event is accepted when any group's filters all pass; no
+    /// groups accept every event.
+    pub filter_groups: Vec<FilterGroup>,
+}
+
+/// A repository full name (`owner/name`, GitLab `group/sub/name`) or a glob of them. Compared
+/// without regard to case, as the providers treat repository names; `*` also crosses `/`.
+#[derive(Debug, Clone)]
+pub struct RepositoryPattern {
+    text: String,
+    matcher: globset::GlobMatcher,
+}
+
+impl RepositoryPattern {
+    /// A pattern from its text.
+    pub fn new(text: &str) -> Result<Self, globset::Error> {
+        let glob = globset::GlobBuilder::new(text)
+            .literal_separator(false)
+            .backslash_escape(false)
+            .case_insensitive(true)
+            .build()?;
+        Ok(Self {
+            text: text.to_owned(),
+            matcher: glob.compile_matcher(),
+        })
+    }
+
+    /// True when `full_name` is matched.
+    pub fn matches(&self, full_name: &str) -> bool {
+        self.matcher.is_match(full_name)
+    }
+
+    /// The text as configured.
+    pub fn as_str(&self) -> &str {
+        &self.text
     }
 }
 

@@ -24,6 +24,8 @@ pub(super) struct RawDocument {
     pub defaults: Option<RawDefaults>,
     pub account: Option<RawAccount>,
     pub projects: Option<Vec<Spanned<RawProject>>>,
+    pub webhooks: Option<RawWebhooks>,
+    pub repositories: Option<Vec<Spanned<RawRepository>>>,
 }
 
 /// `[defaults]`: what every project entry starts from.
@@ -78,6 +80,58 @@ pub(super) struct RawReaper {
     pub excluded_initiators: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
+/// `[webhooks]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWebhooks {
+    pub max_body_bytes: Option<Spanned<i64>>,
+    pub allow_draft_pull_requests: Option<Spanned<bool>>,
+    pub allow_fork_pull_requests: Option<Spanned<bool>>,
+    pub secrets: Option<RawSecrets>,
+}
+
+/// `[webhooks.secrets]`: one list per provider (the keys are `Provider::as_str`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSecrets {
+    pub github: Option<Spanned<Vec<Spanned<String>>>>,
+    pub gitlab: Option<Spanned<Vec<Spanned<String>>>>,
+    pub bitbucket: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// One `[[repositories]]` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRepository {
+    pub provider: Option<Spanned<String>>,
+    pub name: Option<Spanned<String>>,
+    pub targets: Option<Vec<Spanned<RawTarget>>>,
+}
+
+/// One `[[repositories.targets]]` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTarget {
+    pub project: Option<Spanned<String>>,
+    pub report_status: Option<Spanned<bool>>,
+    pub allow_draft_pull_requests: Option<Spanned<bool>>,
+    pub allow_fork_pull_requests: Option<Spanned<bool>>,
+    pub filter_groups: Option<Spanned<Vec<RawFilterGroup>>>,
+}
+
+/// One filter group: filters that must all pass.
+pub(super) type RawFilterGroup = Spanned<Vec<Spanned<RawFilter>>>;
+
+/// One filter of a filter group (CodeBuild's `WebhookFilter`, in snake case).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFilter {
+    #[serde(rename = "type")]
+    pub filter_type: Option<Spanned<String>>,
+    pub pattern: Option<Spanned<String>>,
+    pub exclude_matched_pattern: Option<Spanned<bool>>,
+}
+
 /// Cleans one value of a nested key (reporting what it drops); `None` drops the key.
 type Cleaner = for<'i> fn(
     Spanned<DeValue<'i>>,
@@ -99,8 +153,28 @@ impl Section for RawDocument {
             "defaults" => Some(clean_table::<RawDefaults>),
             "account" => Some(clean_table::<RawAccount>),
             "projects" => Some(clean_array_of_tables::<RawProject>),
+            "webhooks" => Some(clean_table::<RawWebhooks>),
+            "repositories" => Some(clean_array_of_tables::<RawRepository>),
             _ => None,
         }
+    }
+}
+
+impl Section for RawWebhooks {
+    fn nested(key: &str) -> Option<Cleaner> {
+        (key == "secrets").then_some(clean_table::<RawSecrets> as Cleaner)
+    }
+}
+
+impl Section for RawRepository {
+    fn nested(key: &str) -> Option<Cleaner> {
+        (key == "targets").then_some(clean_array_of_tables::<RawTarget> as Cleaner)
+    }
+}
+
+impl Section for RawTarget {
+    fn nested(key: &str) -> Option<Cleaner> {
+        (key == "filter_groups").then_some(clean_filter_groups as Cleaner)
     }
 }
 
@@ -126,6 +200,8 @@ fn policy_section(key: &str) -> Option<Cleaner> {
 }
 
 impl Section for RawAccount {}
+impl Section for RawSecrets {}
+impl Section for RawFilter {}
 impl Section for RawRetry {}
 impl Section for RawReaper {}
 
@@ -222,6 +298,66 @@ fn clean_array_of_tables<'i, T: Section>(
             clean_table::<T>(item, &format!("{path}[{index}]"), text, problems)
                 // An empty table keeps the later entries' indexes as the person counts them.
                 .unwrap_or_else(|| Spanned::new(item_span, DeValue::Table(DeTable::new())))
+        })
+        .collect();
+    Some(Spanned::new(span, DeValue::Array(cleaned)))
+}
+
+/// `filter_groups = [[{ type = …, pattern = … }, …], …]`: an array of arrays of filter tables,
+/// each filter's keys checked like any table's. A group of the wrong type is reported and kept
+/// as an empty group, so later groups keep the indexes a person counts.
+fn clean_filter_groups<'i>(
+    value: Spanned<DeValue<'i>>,
+    path: &str,
+    text: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<Spanned<DeValue<'i>>> {
+    let span = value.span();
+    let kind = value.get_ref().type_str();
+    let DeValue::Array(groups) = value.into_inner() else {
+        problems.push(ConfigProblem {
+            line: Some(line_of(text, span.start)),
+            path: path.to_owned(),
+            message: format!(
+                "wrong type: expected an array of filter groups (arrays of filter tables), got \
+                 {kind}"
+            ),
+        });
+        return None;
+    };
+    let cleaned: DeArray<'i> = groups
+        .into_iter()
+        .enumerate()
+        .map(|(index, group)| {
+            let group_path = format!("{path}[{index}]");
+            let group_span = group.span();
+            let kind = group.get_ref().type_str();
+            let DeValue::Array(filters) = group.into_inner() else {
+                problems.push(ConfigProblem {
+                    line: Some(line_of(text, group_span.start)),
+                    path: group_path,
+                    message: format!(
+                        "wrong type: expected a filter group (an array of filter tables), got \
+                         {kind}"
+                    ),
+                });
+                return Spanned::new(group_span, DeValue::Array(DeArray::new()));
+            };
+            let filters: DeArray<'i> = filters
+                .into_iter()
+                .enumerate()
+                .map(|(index, filter)| {
+                    let filter_span = filter.span();
+                    clean_table::<RawFilter>(
+                        filter,
+                        &format!("{group_path}[{index}]"),
+                        text,
+                        problems,
+                    )
+                    .unwrap_or_else(|| Spanned::new(filter_span, DeValue::Table(DeTable::new())))
+                })
+                .collect();
+            Spanned::new(group_span, DeValue::Array(filters))
         })
         .collect();
     Some(Spanned::new(span, DeValue::Array(cleaned)))

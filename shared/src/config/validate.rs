@@ -7,12 +7,16 @@ use toml::Spanned;
 
 use super::allowed::covers;
 use super::raw::{
-    RawAccount, RawDocument, RawProject, RawReaper, RawRetry, line_of, read_document,
+    RawAccount, RawDocument, RawFilter, RawFilterGroup, RawProject, RawReaper, RawRepository,
+    RawRetry, RawSecrets, RawTarget, RawWebhooks, line_of, read_document,
 };
 use super::{
     AccountSettings, AllowedProjects, Config, ConfigErrors, ConfigProblem, MAX_BACKOFF,
-    ProjectEntry, ProjectPattern, ReaperPolicy, RetryClass, RetryPolicy,
+    ProjectEntry, ProjectPattern, ReaperPolicy, RepositoryEntry, RepositoryPattern, RetryClass,
+    RetryPolicy, WEBHOOK_MAX_BODY_BYTES_LIMIT, WebhookSettings, WebhookTarget,
 };
+use crate::webhook::Provider;
+use crate::webhook::route::{FilterError, FilterGroup, FilterType, WebhookFilter};
 
 /// Most retries per chain a project may configure.
 pub const MAX_RETRIES_LIMIT: u32 = 10;
@@ -22,6 +26,13 @@ pub const MAX_LOG_TAIL_LINES: u32 = 1000;
 /// timeout is 36 hours, so anything longer would never fire anyway, and a larger number is
 /// more likely a unit mistake).
 pub const MAX_AGE_MINUTES_LIMIT: u32 = 10_080;
+/// Smallest `webhooks.max_body_bytes` (a GitHub `ping` alone is several kilobytes, so less would
+/// refuse every delivery).
+pub const MIN_WEBHOOK_BODY_BYTES: usize = 1024;
+/// Longest Secrets Manager secret name.
+const MAX_SECRET_NAME_LEN: usize = 512;
+/// Longest Secrets Manager secret ARN (the API's `SecretId` limit).
+const MAX_SECRET_ID_LEN: usize = 2048;
 
 impl Config {
     /// Parses and validates `text`, checking every project against `allowed`. Every problem is
@@ -103,7 +114,391 @@ impl Checker<'_> {
                 reaper,
             });
         }
-        Config { projects, account }
+        let webhooks = self.webhooks(document.webhooks.unwrap_or_default());
+        let repositories = self.repositories(
+            document.repositories.unwrap_or_default(),
+            &projects,
+            &webhooks,
+            allowed,
+        );
+        Config {
+            projects,
+            account,
+            webhooks,
+            repositories,
+        }
+    }
+
+    /// `[webhooks]` over the built-in defaults.
+    fn webhooks(&mut self, raw: RawWebhooks) -> WebhookSettings {
+        let mut settings = WebhookSettings::default();
+        if let Some(v) = &raw.max_body_bytes {
+            let least = u32::try_from(MIN_WEBHOOK_BODY_BYTES).unwrap_or(u32::MAX);
+            let most = u32::try_from(WEBHOOK_MAX_BODY_BYTES_LIMIT).unwrap_or(u32::MAX);
+            let why = " (4 MiB)";
+            if let Some(n) = self.count(v, "webhooks.max_body_bytes", least, most, why)
+                && let Ok(n) = usize::try_from(n)
+            {
+                settings.max_body_bytes = n;
+            }
+        }
+        if let Some(v) = &raw.allow_draft_pull_requests {
+            settings.allow_draft_pull_requests = *v.get_ref();
+        }
+        if let Some(v) = &raw.allow_fork_pull_requests {
+            settings.allow_fork_pull_requests = *v.get_ref();
+        }
+        if let Some(secrets) = &raw.secrets {
+            for provider in Provider::ALL {
+                let path = format!("webhooks.secrets.{provider}");
+                if let Some(list) = raw_secrets(secrets, provider)
+                    && let Some(ids) = self.secret_ids(list, &path)
+                {
+                    match provider {
+                        Provider::GitHub => settings.secrets.github = ids,
+                        Provider::GitLab => settings.secrets.gitlab = ids,
+                        Provider::Bitbucket => settings.secrets.bitbucket = ids,
+                    }
+                }
+            }
+        }
+        settings
+    }
+
+    /// Secrets Manager secret names or ARNs: each valid and listed once. `None` when any is not.
+    fn secret_ids(
+        &mut self,
+        raw: &Spanned<Vec<Spanned<String>>>,
+        path: &str,
+    ) -> Option<Vec<String>> {
+        let mut ids: Vec<String> = Vec::new();
+        let mut valid = true;
+        for (index, id) in raw.get_ref().iter().enumerate() {
+            let line = self.line(id);
+            let item_path = format!("{path}[{index}]");
+            let id = id.get_ref();
+            let problem = if ids.contains(id) {
+                Some(format!("`{id}` is listed twice"))
+            } else {
+                secret_id_problem(id)
+            };
+            match problem {
+                Some(message) => {
+                    self.problem(line, &item_path, message);
+                    valid = false;
+                }
+                None => ids.push(id.clone()),
+            }
+        }
+        valid.then_some(ids)
+    }
+
+    /// `[[repositories]]`: each with a known provider that has a secret, a valid name, and
+    /// targets that are configured projects.
+    fn repositories(
+        &mut self,
+        raw: Vec<Spanned<RawRepository>>,
+        projects: &[ProjectEntry],
+        webhooks: &WebhookSettings,
+        allowed: &AllowedProjects,
+    ) -> Vec<RepositoryEntry> {
+        let mut entries = Vec::new();
+        for (index, raw) in raw.into_iter().enumerate() {
+            let path = format!("repositories[{index}]");
+            let entry_line = line_of(self.text, raw.span().start);
+            let raw: RawRepository = raw.into_inner();
+            let provider = self.provider(raw.provider.as_ref(), &path, entry_line, webhooks);
+            let name = self.repository_name(raw.name.as_ref(), &path, entry_line);
+            let targets = self.targets(raw.targets, &path, entry_line, projects, webhooks, allowed);
+            if let (Some(provider), Some(name)) = (provider, name) {
+                entries.push(RepositoryEntry {
+                    provider,
+                    name,
+                    targets,
+                });
+            }
+        }
+        entries
+    }
+
+    fn provider(
+        &mut self,
+        raw: Option<&Spanned<String>>,
+        path: &str,
+        entry_line: usize,
+        webhooks: &WebhookSettings,
+    ) -> Option<Provider> {
+        let path = format!("{path}.provider");
+        let Some(raw) = raw else {
+            self.required(entry_line, &path, "`github`, `gitlab` or `bitbucket`");
+            return None;
+        };
+        let line = self.line(raw);
+        let Some(provider) = Provider::parse(raw.get_ref()) else {
+            self.problem(
+                line,
+                &path,
+                format!(
+                    "unknown provider `{}`; expected `github`, `gitlab` or `bitbucket`",
+                    raw.get_ref()
+                ),
+            );
+            return None;
+        };
+        let secrets_path = format!("webhooks.secrets.{provider}");
+        let secrets_reported = self
+            .problems
+            .iter()
+            .any(|p| p.path.starts_with(&secrets_path));
+        if webhooks.secrets.for_provider(provider).is_empty() && !secrets_reported {
+            self.problem(
+                line,
+                &path,
+                format!(
+                    "no secret for `{provider}` in [webhooks.secrets]: its deliveries could not \
+                     be verified, so none would reach this entry"
+                ),
+            );
+        }
+        Some(provider)
+    }
+
+    fn repository_name(
+        &mut self,
+        raw: Option<&Spanned<String>>,
+        path: &str,
+        entry_line: usize,
+    ) -> Option<RepositoryPattern> {
+        let path = format!("{path}.name");
+        let Some(raw) = raw else {
+            self.required(
+                entry_line,
+                &path,
+                "the repository's full name `owner/name`, or a glob",
+            );
+            return None;
+        };
+        let line = self.line(raw);
+        let text = raw.get_ref();
+        if text.trim().is_empty() {
+            self.problem(line, &path, "must not be empty".into());
+            return None;
+        }
+        match RepositoryPattern::new(text) {
+            Ok(pattern) => Some(pattern),
+            Err(error) => {
+                self.problem(
+                    line,
+                    &path,
+                    format!("`{text}` is not a valid glob: {}", error.kind()),
+                );
+                None
+            }
+        }
+    }
+
+    fn targets(
+        &mut self,
+        raw: Option<Vec<Spanned<RawTarget>>>,
+        path: &str,
+        entry_line: usize,
+        projects: &[ProjectEntry],
+        webhooks: &WebhookSettings,
+        allowed: &AllowedProjects,
+    ) -> Vec<WebhookTarget> {
+        let targets_path = format!("{path}.targets");
+        let raw = raw.unwrap_or_default();
+        if raw.is_empty() && !self.problems.iter().any(|p| p.path == targets_path) {
+            self.problem(
+                entry_line,
+                &targets_path,
+                "required: at least one [[repositories.targets]] entry (the project to start)"
+                    .into(),
+            );
+        }
+        let mut targets: Vec<WebhookTarget> = Vec::new();
+        for (index, raw) in raw.into_iter().enumerate() {
+            let path = format!("{targets_path}[{index}]");
+            let target_line = line_of(self.text, raw.span().start);
+            let raw: RawTarget = raw.into_inner();
+            let project =
+                self.target_project(raw.project.as_ref(), &path, target_line, projects, allowed);
+            let filter_groups = match &raw.filter_groups {
+                Some(groups) => self.filter_groups(groups, &format!("{path}.filter_groups")),
+                None => Vec::new(),
+            };
+            let Some(project) = project else { continue };
+            if targets.iter().any(|t| t.project == project) {
+                let line = raw.project.as_ref().map_or(target_line, |p| self.line(p));
+                self.problem(
+                    line,
+                    &format!("{path}.project"),
+                    format!(
+                        "project `{project}` is already a target of this repository; put all its \
+                         filter groups in one target"
+                    ),
+                );
+                continue;
+            }
+            targets.push(WebhookTarget {
+                project,
+                report_status: raw.report_status.map(Spanned::into_inner),
+                allow_draft_pull_requests: raw
+                    .allow_draft_pull_requests
+                    .map_or(webhooks.allow_draft_pull_requests, Spanned::into_inner),
+                allow_fork_pull_requests: raw
+                    .allow_fork_pull_requests
+                    .map_or(webhooks.allow_fork_pull_requests, Spanned::into_inner),
+                filter_groups,
+            });
+        }
+        targets
+    }
+
+    /// An exact project name that a `[[projects]]` entry covers and IAM allows.
+    fn target_project(
+        &mut self,
+        raw: Option<&Spanned<String>>,
+        path: &str,
+        target_line: usize,
+        projects: &[ProjectEntry],
+        allowed: &AllowedProjects,
+    ) -> Option<String> {
+        let path = format!("{path}.project");
+        let Some(raw) = raw else {
+            self.required(target_line, &path, "the CodeBuild project's name");
+            return None;
+        };
+        let line = self.line(raw);
+        let name = raw.get_ref();
+        if name.trim().is_empty() {
+            self.problem(line, &path, "must not be empty".into());
+            return None;
+        }
+        let exact = ProjectPattern::new(name)
+            .ok()
+            .filter(ProjectPattern::is_exact);
+        let Some(pattern) = exact.filter(|_| !name.contains(['\\', ']', '}'])) else {
+            self.problem(
+                line,
+                &path,
+                format!(
+                    "`{name}` must be an exact project name, not a glob: a start names one project"
+                ),
+            );
+            return None;
+        };
+        if let Err(reason) = allowed.check(&pattern) {
+            self.problem(line, &path, reason);
+            return None;
+        }
+        if !projects.iter().any(|entry| entry.pattern.matches(name)) {
+            self.problem(
+                line,
+                &path,
+                format!(
+                    "project `{name}` has no [[projects]] entry, and the autopilot never touches \
+                     a project that is not configured; add one"
+                ),
+            );
+            return None;
+        }
+        Some(name.clone())
+    }
+
+    /// Every group whose filters are all valid; each problem reported at its filter's key.
+    fn filter_groups(
+        &mut self,
+        raw: &Spanned<Vec<RawFilterGroup>>,
+        path: &str,
+    ) -> Vec<FilterGroup> {
+        let mut groups = Vec::new();
+        for (index, raw_group) in raw.get_ref().iter().enumerate() {
+            let group_path = format!("{path}[{index}]");
+            let already_reported = self
+                .problems
+                .iter()
+                .any(|p| p.path.starts_with(&group_path));
+            let mut filters = Vec::new();
+            let mut valid = true;
+            for (index, raw_filter) in raw_group.get_ref().iter().enumerate() {
+                match self.filter(raw_filter, &format!("{group_path}[{index}]")) {
+                    Some(filter) => filters.push(filter),
+                    None => valid = false,
+                }
+            }
+            if !valid || already_reported {
+                continue;
+            }
+            match FilterGroup::new(filters) {
+                Ok(group) => groups.push(group),
+                Err(error) => {
+                    let line = self.line(raw_group);
+                    self.problem(line, &group_path, error.to_string());
+                }
+            }
+        }
+        groups
+    }
+
+    fn filter(&mut self, raw: &Spanned<RawFilter>, path: &str) -> Option<WebhookFilter> {
+        let filter_line = self.line(raw);
+        let raw = raw.get_ref();
+        let type_path = format!("{path}.type");
+        let filter_type = match &raw.filter_type {
+            None => {
+                self.required(
+                    filter_line,
+                    &type_path,
+                    "the CodeBuild filter type (`EVENT`, `HEAD_REF`, …)",
+                );
+                None
+            }
+            Some(name) => match FilterType::parse(name.get_ref()) {
+                Ok(filter_type) => Some(filter_type),
+                Err(error) => {
+                    let line = self.line(name);
+                    self.problem(line, &type_path, error.to_string());
+                    None
+                }
+            },
+        };
+        let pattern_path = format!("{path}.pattern");
+        let Some(pattern) = &raw.pattern else {
+            self.required(
+                filter_line,
+                &pattern_path,
+                "event names for EVENT, else a regular expression",
+            );
+            return None;
+        };
+        let exclude = raw.exclude_matched_pattern.as_ref();
+        match WebhookFilter::new(
+            filter_type?,
+            pattern.get_ref(),
+            exclude.is_some_and(|e| *e.get_ref()),
+        ) {
+            Ok(filter) => Some(filter),
+            Err(error) => {
+                let (line, path) = match (&error, exclude) {
+                    (FilterError::ExcludedEvent, Some(exclude)) => (
+                        self.line(exclude),
+                        format!("{path}.exclude_matched_pattern"),
+                    ),
+                    _ => (self.line(pattern), pattern_path),
+                };
+                self.problem(line, &path, error.to_string());
+                None
+            }
+        }
+    }
+
+    /// "required: …" unless the key was already reported (a value of the wrong type is dropped
+    /// while reading, and "required" would then be noise).
+    fn required(&mut self, line: usize, path: &str, what: &str) {
+        if !self.problems.iter().any(|p| p.path == path) {
+            self.problem(line, path, format!("required: {what}"));
+        }
     }
 
     fn pattern(
@@ -383,5 +778,294 @@ impl Checker<'_> {
             path: path.to_owned(),
             message,
         });
+    }
+}
+
+fn raw_secrets(raw: &RawSecrets, provider: Provider) -> Option<&Spanned<Vec<Spanned<String>>>> {
+    match provider {
+        Provider::GitHub => raw.github.as_ref(),
+        Provider::GitLab => raw.gitlab.as_ref(),
+        Provider::Bitbucket => raw.bitbucket.as_ref(),
+    }
+}
+
+/// Why `id` is not a Secrets Manager secret name or ARN, if it is not.
+fn secret_id_problem(id: &str) -> Option<String> {
+    if id.trim().is_empty() {
+        return Some("must not be empty".into());
+    }
+    if id.starts_with("arn:") {
+        let is_secret_arn = id.split(':').nth(2) == Some("secretsmanager")
+            && id.split(':').nth(5) == Some("secret")
+            && id.split(':').nth(6).is_some_and(|name| !name.is_empty());
+        if !is_secret_arn || id.len() > MAX_SECRET_ID_LEN {
+            return Some(format!(
+                "`{id}` is not a Secrets Manager secret ARN \
+                 (arn:<partition>:secretsmanager:<region>:<account>:secret:<name>)"
+            ));
+        }
+        return None;
+    }
+    if id.len() > MAX_SECRET_NAME_LEN {
+        return Some(format!(
+            "is longer than {MAX_SECRET_NAME_LEN} characters, Secrets Manager's limit for a name"
+        ));
+    }
+    if let Some(bad) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "/_+=.@-".contains(*c)))
+    {
+        return Some(format!(
+            "`{id}` is not a Secrets Manager secret name: `{bad}` is not allowed (letters, digits \
+             and /_+=.@- only), or give the secret's ARN"
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::config::{DEFAULT_WEBHOOK_MAX_BODY_BYTES, WebhookSecrets};
+    use crate::webhook::route::FilterType;
+
+    fn parse(text: &str) -> Config {
+        match Config::from_toml(text, &AllowedProjects::all()) {
+            Ok(config) => config,
+            Err(errors) => panic!("expected a valid configuration, got:\n{errors}"),
+        }
+    }
+
+    fn lines(text: &str, allowed: &AllowedProjects) -> Vec<String> {
+        match Config::from_toml(text, allowed) {
+            Ok(config) => panic!("expected errors, got {config:?}"),
+            Err(errors) => errors.to_string().lines().map(str::to_owned).collect(),
+        }
+    }
+
+    #[test]
+    fn without_webhook_keys_the_defaults_apply_and_nothing_is_routed() {
+        let config = parse("[[projects]]\nname = \"app\"\n");
+        assert_eq!(config.webhooks, WebhookSettings::default());
+        assert_eq!(
+            config.webhooks.max_body_bytes,
+            DEFAULT_WEBHOOK_MAX_BODY_BYTES
+        );
+        assert!(!config.webhooks.allow_draft_pull_requests);
+        assert!(!config.webhooks.allow_fork_pull_requests);
+        assert_eq!(config.webhooks.secrets, WebhookSecrets::default());
+        assert!(config.repositories.is_empty());
+    }
+
+    #[test]
+    fn webhook_keys_are_read_and_targets_merge_the_defaults() {
+        let config = parse(
+            r#"
+[webhooks]
+max_body_bytes = 2097152
+allow_draft_pull_requests = true
+[webhooks.secrets]
+github = ["autopilot/webhooks/github", "autopilot/webhooks/github-next"]
+bitbucket = ["arn:aws:secretsmanager:eu-west-1:123456789012:secret:bb-AbCdEf"]
+
+[[projects]]
+name = "web-*"
+
+[[repositories]]
+provider = "github"
+name = "octo-org/*"
+[[repositories.targets]]
+project = "web-ci"
+report_status = true
+allow_fork_pull_requests = true
+filter_groups = [
+  [ { type = "EVENT", pattern = "PUSH, PULL_REQUEST_CREATED" },
+    { type = "HEAD_REF", pattern = "^refs/heads/main$", exclude_matched_pattern = false } ],
+  [ { type = "EVENT", pattern = "PULL_REQUEST_UPDATED" },
+    { type = "FILE_PATH", pattern = "^docs/", exclude_matched_pattern = true } ],
+]
+[[repositories.targets]]
+project = "web-lint"
+allow_draft_pull_requests = false
+"#,
+        );
+        let webhooks = &config.webhooks;
+        assert_eq!(webhooks.max_body_bytes, 2 << 20);
+        assert_eq!(
+            webhooks.secrets.for_provider(Provider::GitHub),
+            [
+                "autopilot/webhooks/github",
+                "autopilot/webhooks/github-next"
+            ]
+        );
+        assert!(webhooks.secrets.for_provider(Provider::GitLab).is_empty());
+        assert_eq!(webhooks.secrets.bitbucket.len(), 1);
+
+        let [entry] = config.repositories.as_slice() else {
+            panic!("one entry")
+        };
+        assert_eq!(entry.provider, Provider::GitHub);
+        assert_eq!(entry.name.as_str(), "octo-org/*");
+        let [ci, lint] = entry.targets.as_slice() else {
+            panic!("two targets")
+        };
+        assert_eq!(ci.project, "web-ci");
+        assert_eq!(ci.report_status, Some(true));
+        assert!(ci.allow_draft_pull_requests, "from [webhooks]");
+        assert!(ci.allow_fork_pull_requests, "the target's own");
+        assert_eq!(ci.filter_groups.len(), 2);
+        let first = ci.filter_groups[0].filters();
+        assert_eq!(first[0].filter_type(), FilterType::Event);
+        assert_eq!(first[0].events(), ["PUSH", "PULL_REQUEST_CREATED"]);
+        assert_eq!(first[1].filter_type(), FilterType::HeadRef);
+        assert_eq!(first[1].pattern(), "^refs/heads/main$");
+        assert!(!first[1].exclude_matched_pattern());
+        assert!(ci.filter_groups[1].filters()[1].exclude_matched_pattern());
+        assert_eq!(lint.report_status, None);
+        assert!(!lint.allow_draft_pull_requests, "the target overrides");
+        assert!(!lint.allow_fork_pull_requests);
+        assert!(lint.filter_groups.is_empty());
+    }
+
+    #[test]
+    fn every_webhook_problem_is_reported_with_its_line_and_path() {
+        let text = r#"[webhooks]
+max_body_bytes = 5000000
+allow_fork_pull_requests = "no"
+retries = 1
+[webhooks.secrets]
+github = ["ok/name", "ok/name", "bad name!"]
+gitlab = ["arn:aws:s3:::bucket"]
+codecommit = []
+
+[[projects]]
+name = "web-*"
+
+[[repositories]]
+provider = "gitea"
+name = ""
+[[repositories.targets]]
+project = "web-*"
+
+[[repositories]]
+provider = "bitbucket"
+name = "team/app"
+targets = []
+
+[[repositories]]
+name = "octo-org/web"
+[[repositories.targets]]
+project = "api-ci"
+[[repositories.targets]]
+project = "web-ci"
+filter_groups = [
+  [ { type = "HEAD_REF", pattern = "^refs/heads/main$" } ],
+  [ { type = "EVENT", pattern = "PUSH, PULL_REQUEST_MERGED" } ],
+  [ { type = "EVENT", pattern = "PUSH, PULL_REQUEST_CREATED" }, { type = "BASE_REF", pattern = "main" } ],
+  [ { type = "EVENT", pattern = "PUSH", exclude_matched_pattern = true } ],
+  [ { type = "EVENT", pattern = "PUSH" }, { type = "FILE_PATH", pattern = "(?!docs/)" } ],
+  [ { type = "TAG_NAME", pattern = "v1" }, { pattern = "x" }, { type = "EVENT" } ],
+  [ { type = "EVENT", pattern = "PUSH", negate = true } ],
+  "PUSH",
+]
+[[repositories.targets]]
+project = "web-ci"
+"#;
+        let allowed = AllowedProjects::parse("web-*").unwrap();
+        assert_eq!(
+            lines(text, &allowed),
+            [
+                "line 2: webhooks.max_body_bytes: must be at most 4194304 (4 MiB), got 5000000",
+                "line 3: webhooks.allow_fork_pull_requests: wrong type: expected a boolean, got string \"no\"",
+                "line 4: webhooks.retries: unknown key `retries`; expected one of `max_body_bytes`, `allow_draft_pull_requests`, `allow_fork_pull_requests`, `secrets`",
+                "line 6: webhooks.secrets.github[1]: `ok/name` is listed twice",
+                "line 6: webhooks.secrets.github[2]: `bad name!` is not a Secrets Manager secret name: ` ` is not allowed (letters, digits and /_+=.@- only), or give the secret's ARN",
+                "line 7: webhooks.secrets.gitlab[0]: `arn:aws:s3:::bucket` is not a Secrets Manager secret ARN (arn:<partition>:secretsmanager:<region>:<account>:secret:<name>)",
+                "line 8: webhooks.secrets.codecommit: unknown key `codecommit`; expected one of `github`, `gitlab`, `bitbucket`",
+                "line 14: repositories[0].provider: unknown provider `gitea`; expected `github`, `gitlab` or `bitbucket`",
+                "line 15: repositories[0].name: must not be empty",
+                "line 17: repositories[0].targets[0].project: `web-*` must be an exact project name, not a glob: a start names one project",
+                "line 19: repositories[1].targets: required: at least one [[repositories.targets]] entry (the project to start)",
+                "line 20: repositories[1].provider: no secret for `bitbucket` in [webhooks.secrets]: its deliveries could not be verified, so none would reach this entry",
+                "line 24: repositories[2].provider: required: `github`, `gitlab` or `bitbucket`",
+                "line 27: repositories[2].targets[0].project: project `api-ci` is outside ProjectNamePatterns (`web-*`); IAM would deny every call on it",
+                "line 31: repositories[2].targets[1].filter_groups[0]: a filter group needs exactly one EVENT filter (CodeBuild requires one)",
+                "line 32: repositories[2].targets[1].filter_groups[1][0].pattern: event `PULL_REQUEST_MERGED` is not supported: a merged or closed pull request never starts a build here; it stops the pull request's batches in every target of the repository (to build a merge, filter PUSH on the base branch)",
+                "line 33: repositories[2].targets[1].filter_groups[2]: a BASE_REF filter applies to pull request events only; move PUSH to another filter group",
+                "line 34: repositories[2].targets[1].filter_groups[3][0].exclude_matched_pattern: an EVENT filter cannot be excluded; list the events that should build instead",
+                "line 35: repositories[2].targets[1].filter_groups[4][1].pattern: `(?!docs/)` is not a valid regular expression: look-around, including look-ahead and look-behind, is not supported",
+                "line 36: repositories[2].targets[1].filter_groups[5][0].type: filter type `TAG_NAME` is not supported: it applies to GitHub release events, which are not routed; filter tag pushes with HEAD_REF `^refs/tags/…`",
+                "line 36: repositories[2].targets[1].filter_groups[5][1].type: required: the CodeBuild filter type (`EVENT`, `HEAD_REF`, …)",
+                "line 36: repositories[2].targets[1].filter_groups[5][2].pattern: required: event names for EVENT, else a regular expression",
+                "line 37: repositories[2].targets[1].filter_groups[6][0].negate: unknown key `negate`; expected one of `type`, `pattern`, `exclude_matched_pattern`",
+                "line 38: repositories[2].targets[1].filter_groups[7]: wrong type: expected a filter group (an array of filter tables), got string",
+                "line 41: repositories[2].targets[2].project: project `web-ci` is already a target of this repository; put all its filter groups in one target",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_target_must_be_a_configured_project() {
+        let text = "[webhooks.secrets]\ngithub = [\"s\"]\n[[projects]]\nname = \"web-*\"\n\
+                    [[repositories]]\nprovider = \"github\"\nname = \"o/r\"\n\
+                    [[repositories.targets]]\nproject = \"api-ci\"\n";
+        assert_eq!(
+            lines(text, &AllowedProjects::all()),
+            [
+                "line 9: repositories[0].targets[0].project: project `api-ci` has no [[projects]] \
+              entry, and the autopilot never touches a project that is not configured; add one"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_body_limit_below_a_kilobyte_is_refused() {
+        assert_eq!(
+            lines(
+                "[webhooks]\nmax_body_bytes = 100\n",
+                &AllowedProjects::all()
+            ),
+            ["line 2: webhooks.max_body_bytes: must be at least 1024, got 100"]
+        );
+    }
+
+    #[test]
+    fn the_example_file_configures_webhooks_with_every_key() {
+        let example = include_str!("../../../infra/autopilot.example.toml");
+        for key in [
+            "[webhooks]",
+            "max_body_bytes",
+            "allow_draft_pull_requests",
+            "allow_fork_pull_requests",
+            "[webhooks.secrets]",
+            "github",
+            "gitlab",
+            "bitbucket",
+            "[[repositories]]",
+            "provider",
+            "[[repositories.targets]]",
+            "project",
+            "report_status",
+            "filter_groups",
+            "exclude_matched_pattern",
+        ] {
+            assert!(
+                example
+                    .lines()
+                    .any(|line| line.trim_start().starts_with(key)
+                        || line.contains(&format!("{{ {key}"))
+                        || line.contains(&format!(", {key}"))),
+                "{key} is missing from the example"
+            );
+        }
+        let allowed = AllowedProjects::parse("web-*,api-*,nightly-e2e").unwrap();
+        let config = match Config::from_toml(example, &allowed) {
+            Ok(config) => config,
+            Err(errors) => panic!("infra/autopilot.example.toml is invalid:\n{errors}"),
+        };
+        assert!(!config.repositories.is_empty());
+        assert!(!config.webhooks.secrets.github.is_empty());
     }
 }

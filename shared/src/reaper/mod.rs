@@ -44,6 +44,8 @@ pub enum StopReason {
     Stale,
     /// A newer batch (higher `buildBatchNumber`) of the same project builds the same branch/PR.
     Superseded,
+    /// Its pull request was merged or closed (`start::stop_pull_request`, never the sweep).
+    PullRequestClosed,
 }
 
 /// Why a batch is left alone.

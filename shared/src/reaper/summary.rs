@@ -23,6 +23,14 @@ pub struct ByStopReason {
     pub stale: u32,
     /// A newer batch builds the same branch / PR.
     pub superseded: u32,
+    /// Its pull request was closed. Only the targeted stop of a closed pull request counts
+    /// these, so a sweep's response does not carry the field.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pull_request_closed: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl ByStopReason {
@@ -30,12 +38,19 @@ impl ByStopReason {
         match reason {
             StopReason::Stale => self.stale += 1,
             StopReason::Superseded => self.superseded += 1,
+            StopReason::PullRequestClosed => self.pull_request_closed += 1,
         }
     }
 
     /// Both reasons together.
     pub fn total(&self) -> u32 {
-        self.stale + self.superseded
+        self.stale + self.superseded + self.pull_request_closed
+    }
+
+    fn merge(&mut self, other: ByStopReason) {
+        self.stale += other.stale;
+        self.superseded += other.superseded;
+        self.pull_request_closed += other.pull_request_closed;
     }
 }
 
@@ -194,14 +209,12 @@ impl ReapSummary {
     pub fn merge(&mut self, other: ReapSummary) {
         self.projects += other.projects;
         self.seen += other.seen;
-        self.stopped.stale += other.stopped.stale;
-        self.stopped.superseded += other.stopped.superseded;
+        self.stopped.merge(other.stopped);
         self.already_finished += other.already_finished;
         for (reason, n) in other.skipped {
             *self.skipped.entry(reason).or_default() += n;
         }
-        self.dry_run.stale += other.dry_run.stale;
-        self.dry_run.superseded += other.dry_run.superseded;
+        self.dry_run.merge(other.dry_run);
         self.errors.extend(other.errors);
         self.left.projects.extend(other.left.projects);
         self.left.batches.extend(other.left.batches);
@@ -234,7 +247,7 @@ impl ReapSummary {
                 &[("Stopped", "Count", f64::from(n))],
             )
         };
-        vec![
+        let mut documents = vec![
             stopped("stale", self.stopped.stale),
             stopped("superseded", self.stopped.superseded),
             metrics::emf_document(
@@ -247,7 +260,16 @@ impl ReapSummary {
                     ("BuildMinutesSaved", "None", self.build_minutes_saved),
                 ],
             ),
-        ]
+        ];
+        // Last and only when counted: a sweep never stops for this reason, and the documents
+        // before keep their places.
+        if self.stopped.pull_request_closed > 0 {
+            documents.push(stopped(
+                "pull_request_closed",
+                self.stopped.pull_request_closed,
+            ));
+        }
+        documents
     }
 
     /// Prints [`ReapSummary::emf_documents`] to stdout, one line each.
@@ -276,6 +298,7 @@ fn stop_reason_name(reason: StopReason) -> &'static str {
     match reason {
         StopReason::Stale => "stale",
         StopReason::Superseded => "superseded",
+        StopReason::PullRequestClosed => "pull_request_closed",
     }
 }
 
@@ -315,7 +338,7 @@ fn log_decision(project: &str, decision: &ReapDecision, dry_run: bool, outcome: 
         age_seconds = decision.age.map(|a| a.as_secs()),
         running_builds = decision.running_builds,
         error = error.as_deref(),
-        "batch-reaper decision"
+        "batch stop decision"
     );
 }
 
@@ -368,7 +391,8 @@ mod tests {
             s.stopped,
             ByStopReason {
                 stale: 1,
-                superseded: 0
+                superseded: 0,
+                pull_request_closed: 0,
             }
         );
         assert_eq!(s.already_finished, 1);
@@ -376,7 +400,8 @@ mod tests {
             s.dry_run,
             ByStopReason {
                 stale: 0,
-                superseded: 1
+                superseded: 1,
+                pull_request_closed: 0,
             }
         );
         assert_eq!(s.seen, 3);

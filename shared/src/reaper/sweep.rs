@@ -308,7 +308,7 @@ async fn sweep_project<C: CodeBuild, D: Deadline>(
 }
 
 /// The calls a sweep and a targeted supersede share, under one bound on calls in flight.
-pub(super) struct Reaper<'a, C, D> {
+pub(crate) struct Reaper<'a, C, D> {
     pub(super) codebuild: &'a C,
     concurrency: usize,
     /// Every CodeBuild call holds a permit, so projects swept side by side and their stops
@@ -318,7 +318,7 @@ pub(super) struct Reaper<'a, C, D> {
 }
 
 impl<'a, C: CodeBuild, D: Deadline> Reaper<'a, C, D> {
-    pub(super) fn new(codebuild: &'a C, concurrency: usize, deadline: &'a D) -> Self {
+    pub(crate) fn new(codebuild: &'a C, concurrency: usize, deadline: &'a D) -> Self {
         let concurrency = concurrency.max(1);
         Self {
             codebuild,
@@ -357,7 +357,7 @@ impl<'a, C: CodeBuild, D: Deadline> Reaper<'a, C, D> {
 
     /// The project's in-progress batches (every listing page, then gets per 100 ids), plus
     /// `also` when the listing did not return them. `None` when the deadline came first.
-    pub(super) async fn in_progress_batches(
+    pub(crate) async fn in_progress_batches(
         &self,
         project: &str,
         also: &[BatchId],
@@ -417,7 +417,7 @@ impl<'a, C: CodeBuild, D: Deadline> Reaper<'a, C, D> {
 
     /// Acts on the decisions: skips and dry-runs are only recorded; each stop is made (at most
     /// `concurrency` at once) unless the deadline is near, then it is left for the next sweep.
-    pub(super) async fn act(
+    pub(crate) async fn act(
         &self,
         project: &str,
         decisions: Vec<ReapDecision>,

@@ -13,8 +13,10 @@ pub mod body;
 pub mod delivery;
 pub mod github;
 pub mod gitlab;
+pub mod handler;
 pub mod route;
 pub mod secret_cache;
+pub mod settings;
 pub mod verify;
 
 use serde::{Deserialize, Serialize};

@@ -424,6 +424,7 @@ impl World {
                     reaper: ReaperPolicy::default(),
                 }],
                 account: AccountSettings::default(),
+                ..Config::default()
             },
             settings,
             now: Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap(),
