@@ -14,6 +14,9 @@ pub mod ops;
 pub mod ports;
 pub mod reaper;
 pub mod retry;
+pub mod settings;
 pub mod start;
 pub mod telemetry;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod webhook;

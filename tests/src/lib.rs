@@ -4,4 +4,5 @@
 pub mod event_capture;
 pub mod lambda;
 pub mod moto;
+pub mod stack;
 pub mod workspace;

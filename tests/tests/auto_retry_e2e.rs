@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use autopilot::aws::{DynamoLedger, DynamoRetryBook};
 use autopilot::model::{BatchId, BuildId};
 use autopilot::ports::RetryBook;
-use aws_sdk_sqs::types::QueueAttributeName;
 use codebuild_local::control::{ControlClient, FinishBuild, SeedBatch, SeedBatchBuild, SeedBuild};
 use codebuild_local::faults::FaultSpec;
 use codebuild_local::model::{PhaseContext, Status};
@@ -28,6 +27,7 @@ use harness::lambda::{
     SqsSourceSpec, invoke_api,
 };
 use harness::moto::MotoServer;
+use harness::stack::{self, PATIENCE, QueueWithDlq, Redrive};
 use harness::workspace;
 use serde_json::{Value, json};
 
@@ -43,8 +43,6 @@ const MUTATING: [&str; 6] = [
     "StopBuild",
     "StopBuildBatch",
 ];
-/// Upper bound of every wait on a condition (never reached when things work).
-const PATIENCE: Duration = Duration::from_secs(60);
 
 /// One configuration for every test; each test uses its own projects.
 const CONFIG: &str = r#"
@@ -114,22 +112,22 @@ impl Stack {
             .unwrap();
 
         let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let delay_dlq = create_queue(&sqs, "autopilot-delay-dlq", &[]).await;
-        let delay_dlq_arn = queue_arn(&sqs, &delay_dlq).await;
         // A short visibility timeout so a message the function reports failed comes back soon.
-        let delay_queue = create_queue(
+        let QueueWithDlq {
+            queue: delay_queue, ..
+        } = stack::create_queue_with_dlq(
             &sqs,
             "autopilot-delay",
-            &[
-                (QueueAttributeName::VisibilityTimeout, "2".to_owned()),
-                (
-                    QueueAttributeName::RedrivePolicy,
-                    json!({"deadLetterTargetArn": delay_dlq_arn, "maxReceiveCount": 5}).to_string(),
-                ),
-            ],
+            Redrive {
+                visibility_seconds: 2,
+                max_receive_count: 5,
+            },
         )
-        .await;
-        let on_failure_queue = create_queue(&sqs, "autopilot-dlq", &[]).await;
+        .await
+        .unwrap();
+        let on_failure_queue = stack::create_queue(&sqs, "autopilot-dlq", &[])
+            .await
+            .unwrap();
 
         let sns = aws_sdk_sns::Client::new(&sdk);
         let topic_arn = sns
@@ -141,11 +139,13 @@ impl Stack {
             .topic_arn()
             .unwrap()
             .to_owned();
-        let gave_up_inbox = create_queue(&sqs, "gave-up-inbox", &[]).await;
+        let gave_up_inbox = stack::create_queue(&sqs, "gave-up-inbox", &[])
+            .await
+            .unwrap();
         sns.subscribe()
             .topic_arn(&topic_arn)
             .protocol("sqs")
-            .endpoint(queue_arn(&sqs, &gave_up_inbox).await)
+            .endpoint(stack::queue_arn(&sqs, &gave_up_inbox).await.unwrap())
             .send()
             .await
             .unwrap();
@@ -312,66 +312,15 @@ fn aws_sdk_dynamodb_client(sdk: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Cli
     aws_sdk_dynamodb::Client::new(sdk)
 }
 
-async fn create_queue(
-    sqs: &aws_sdk_sqs::Client,
-    name: &str,
-    attributes: &[(QueueAttributeName, String)],
-) -> String {
-    let mut request = sqs.create_queue().queue_name(name);
-    for (key, value) in attributes {
-        request = request.attributes(key.clone(), value);
-    }
-    request
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned()
-}
-
-async fn queue_arn(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> String {
-    sqs.get_queue_attributes()
-        .queue_url(queue_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes()
-        .unwrap()[&QueueAttributeName::QueueArn]
-        .clone()
-}
-
-/// Receives (and deletes) until `at_least` messages came or [`PATIENCE`] ran out; with
-/// `at_least` 0, one short look. Returns the bodies as JSON.
+/// Receives (and deletes) until `at_least` messages came and the queue is empty, or
+/// [`PATIENCE`] ran out. Returns the bodies as JSON.
 async fn receive(sqs: &aws_sdk_sqs::Client, queue_url: &str, at_least: usize) -> Vec<Value> {
-    let mut bodies = Vec::new();
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let received = sqs
-            .receive_message()
-            .queue_url(queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        for message in received.messages() {
-            bodies.push(serde_json::from_str(message.body().unwrap()).unwrap());
-            sqs.delete_message()
-                .queue_url(queue_url)
-                .receipt_handle(message.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-        if bodies.len() >= at_least.max(1) || Instant::now() > deadline {
-            return bodies;
-        }
-        if at_least == 0 && received.messages().is_empty() {
-            return bodies;
-        }
-    }
+    stack::take_messages(sqs, queue_url, at_least)
+        .await
+        .unwrap()
+        .iter()
+        .map(|body| serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}")))
+        .collect()
 }
 
 fn answered(calls: &[CallRecord], operation: &str) -> Vec<CallRecord> {
@@ -451,19 +400,6 @@ async fn decided(function: &RunningFunction, id: &str, actions: &[&str]) -> Valu
             "no {actions:?} decision on {id}; logs: {:#?}",
             function.logs()
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Waits (bounded) until `condition` holds.
-async fn eventually<F, Fut>(what: &str, condition: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + PATIENCE;
-    while !condition().await {
-        assert!(Instant::now() < deadline, "gave up waiting until {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -653,14 +589,9 @@ async fn test_failures_native_auto_retry_and_dry_run_make_no_mutating_call() {
 async fn the_same_event_five_times_at_once_and_again_later_makes_one_retry() {
     let stack = Stack::start().await;
     let (root, event) = stack.failed_build("web", &rate_limited()).await;
-    let mut functions = Vec::new();
-    for n in 0..5 {
-        functions.push(
-            lambda::start(stack.spec(&format!("auto-retry-{n}")))
-                .await
-                .unwrap(),
-        );
-    }
+    let functions = stack::start_environments(5, |n| stack.spec(&format!("auto-retry-{n}")))
+        .await
+        .unwrap();
 
     let mut invocations = Vec::new();
     for function in &functions {
@@ -702,9 +633,7 @@ async fn the_same_event_five_times_at_once_and_again_later_makes_one_retry() {
     assert_eq!(stack.retry_build_calls().await.len(), 1);
     assert_eq!(stack.builds_of("web").await.len(), 2);
 
-    for function in functions {
-        function.shutdown().await;
-    }
+    stack::shutdown_all(functions).await;
     stack.stop().await;
 }
 
@@ -878,9 +807,7 @@ async fn half_the_codebuild_calls_throttled_loses_no_event() {
             "{id}: {retries} retries, {kept} dead letters"
         );
     }
-    for function in functions {
-        function.shutdown().await;
-    }
+    stack::shutdown_all(functions).await;
     stack.stop().await;
 }
 
@@ -982,18 +909,23 @@ async fn a_member_failing_in_a_running_batch_makes_one_batch_retry_after_the_bat
         .await
         .unwrap();
 
-    eventually("the batch is retried", || async {
+    stack::eventually("the batch is retried", || async {
         !answered(&stack.calls().await, "RetryBuildBatch").is_empty()
     })
-    .await;
+    .await
+    .unwrap();
     let retried = decided(&function, &members[0], &["retry"]).await;
     assert_eq!(retried["batch_id"], batch_id.as_str());
     // Let the queue drain: no re-check left that could retry a second time.
-    eventually("the delay queue is drained", || async {
+    stack::eventually("the delay queue is drained", || async {
         let stats = source.stats();
-        stats.received == stats.deleted + stats.returned && queue_is_empty(&stack).await
+        stats.received == stats.deleted + stats.returned
+            && stack::queue_is_empty(&stack.sqs, &stack.delay_queue)
+                .await
+                .unwrap()
     })
-    .await;
+    .await
+    .unwrap();
     let calls = answered(&stack.calls().await, "RetryBuildBatch");
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert_eq!(calls[0].params["retryType"], "RETRY_FAILED_BUILDS");
@@ -1009,24 +941,4 @@ async fn a_member_failing_in_a_running_batch_makes_one_batch_retry_after_the_bat
     source.stop().await;
     invoke.shutdown().await;
     stack.stop().await;
-}
-
-/// True when the delay queue holds nothing, visible, in flight or delayed.
-async fn queue_is_empty(stack: &Stack) -> bool {
-    let attributes = stack
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&stack.delay_queue)
-        .attribute_names(QueueAttributeName::All)
-        .send()
-        .await
-        .unwrap();
-    let attributes = attributes.attributes().cloned().unwrap_or_default();
-    [
-        QueueAttributeName::ApproximateNumberOfMessages,
-        QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
-        QueueAttributeName::ApproximateNumberOfMessagesDelayed,
-    ]
-    .iter()
-    .all(|name| attributes.get(name).is_none_or(|count| count == "0"))
 }

@@ -19,6 +19,7 @@ use codebuild_local::control::{ControlClient, SeedBatch, SeedBatchBuild};
 use codebuild_local::model::{EnvironmentVariable, Status};
 use codebuild_local::protocol::CallRecord;
 use harness::lambda::{self, FunctionSpec};
+use harness::stack::CodeBuildCli;
 use harness::workspace;
 use serde_json::{Value, json};
 
@@ -88,6 +89,7 @@ const HOUR: i64 = 60 * MINUTE;
 
 struct Stack {
     emulator: codebuild_local::Server,
+    cli: CodeBuildCli,
     _config: tempfile::NamedTempFile,
     config_uri: String,
 }
@@ -163,46 +165,16 @@ impl Stack {
         let config = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
         std::fs::write(config.path(), CONFIG).unwrap();
         let config_uri = format!("file:{}", config.path().display());
-        let stack = Stack {
-            emulator,
-            _config: config,
-            config_uri,
-        };
+        let cli = CodeBuildCli::new(emulator.endpoint());
         // Every configured project exists in CodeBuild, as in an account the configuration
         // was written for (a missing one would be an error in every sweep's summary).
-        for name in configured_projects() {
-            stack
-                .codebuild(
-                    "CreateProject",
-                    json!({
-                        "name": name,
-                        "source": {"type": "NO_SOURCE", "buildspec": "version: 0.2"},
-                        "artifacts": {"type": "NO_ARTIFACTS"},
-                        "environment": {"type": "LINUX_CONTAINER",
-                            "image": "aws/codebuild/standard:7.0",
-                            "computeType": "BUILD_GENERAL1_SMALL"},
-                        "serviceRole": "arn:aws:iam::123456789012:role/codebuild"
-                    }),
-                )
-                .await;
+        cli.create_projects(configured_projects()).await.unwrap();
+        Stack {
+            emulator,
+            cli,
+            _config: config,
+            config_uri,
         }
-        stack
-    }
-
-    /// One CodeBuild call, as the AWS CLI would send it (for setting up and reading back).
-    async fn codebuild(&self, operation: &str, body: Value) -> Value {
-        let response = reqwest::Client::new()
-            .post(format!("{}/", self.emulator.endpoint()))
-            .header("X-Amz-Target", format!("CodeBuild_20161006.{operation}"))
-            .header("Content-Type", "application/x-amz-json-1.1")
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        let answer: Value = response.json().await.unwrap();
-        assert!(status.is_success(), "{operation}: {status} {answer}");
-        answer
     }
 
     fn control(&self) -> ControlClient {
@@ -274,8 +246,10 @@ impl Stack {
     /// `buildBatchStatus` of each batch, as CodeBuild reports it now.
     async fn statuses(&self, ids: &[&str]) -> Vec<String> {
         let answer = self
-            .codebuild("BatchGetBuildBatches", json!({ "ids": ids }))
-            .await;
+            .cli
+            .call("BatchGetBuildBatches", &json!({ "ids": ids }))
+            .await
+            .unwrap();
         let by_id: BTreeMap<String, String> = answer["buildBatches"]
             .as_array()
             .unwrap()

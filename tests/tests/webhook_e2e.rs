@@ -12,17 +12,18 @@
 //! on the queues; never how long anything took. Waits are bounded loops on a condition.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use autopilot::aws::DynamoLedger;
 use autopilot::start::{StartIdentity, StarterWork};
-use aws_sdk_sqs::types::QueueAttributeName;
 use codebuild_local::control::{ControlClient, SeedBatch, SeedBatchBuild};
 use codebuild_local::faults::FaultSpec;
 use codebuild_local::model::EnvironmentVariable;
 use codebuild_local::protocol::CallRecord;
 use harness::lambda::{self, FunctionSpec, RunningFunction, SqsEventSource, SqsSourceSpec};
 use harness::moto::MotoServer;
+use harness::stack::{self, CodeBuildCli, PATIENCE, QueueWithDlq, Redrive};
 use harness::workspace;
 use serde_json::{Value, json};
 
@@ -58,9 +59,6 @@ const WEBHOOK_KEY: &str = "autopilot-webhook";
 
 /// The largest body the configuration accepts (the sample bodies are at most 28 KB).
 const MAX_BODY_BYTES: usize = 65_536;
-
-/// Upper bound of every wait on a condition (never reached when things work).
-const PATIENCE: Duration = Duration::from_secs(60);
 
 /// One configuration for every test. Repository names are the samples' own.
 const CONFIG: &str = r#"
@@ -139,118 +137,31 @@ fn configured_projects() -> Vec<String> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Signing (HMAC-SHA256 written out here: the test crate has no hmac/sha2 dependency; the signer
-// is checked against RFC test vectors and against the shared crate's own verifier below).
+// Signing, with the RustCrypto crates the workspace pins (checked against RFC 4231 vectors and
+// against the shared crate's own verifier below).
 
 mod sign {
-    #[rustfmt::skip]
-    const K: [u32; 64] = [
-        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-        0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-        0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-        0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-        0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-        0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-        0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
-    ];
+    use hmac::{Hmac, KeyInit, Mac};
+    use sha2::Sha256;
 
-    /// SHA-256 (FIPS 180-4).
-    pub fn sha256(data: &[u8]) -> [u8; 32] {
-        #[rustfmt::skip]
-        let mut h: [u32; 8] = [
-            0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
-        ];
-        let mut message = data.to_vec();
-        let bit_len = (data.len() as u64).wrapping_mul(8);
-        message.push(0x80);
-        while message.len() % 64 != 56 {
-            message.push(0);
-        }
-        message.extend_from_slice(&bit_len.to_be_bytes());
-        for block in message.chunks(64) {
-            let mut w = [0u32; 64];
-            for (i, word) in block.chunks(4).enumerate() {
-                w[i] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
-            }
-            for i in 16..64 {
-                let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
-                let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
-                w[i] = w[i - 16]
-                    .wrapping_add(s0)
-                    .wrapping_add(w[i - 7])
-                    .wrapping_add(s1);
-            }
-            let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut hh] = h;
-            for i in 0..64 {
-                let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
-                let ch = (e & f) ^ (!e & g);
-                let t1 = hh
-                    .wrapping_add(s1)
-                    .wrapping_add(ch)
-                    .wrapping_add(K[i])
-                    .wrapping_add(w[i]);
-                let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
-                let maj = (a & b) ^ (a & c) ^ (b & c);
-                let t2 = s0.wrapping_add(maj);
-                hh = g;
-                g = f;
-                f = e;
-                e = d.wrapping_add(t1);
-                d = c;
-                c = b;
-                b = a;
-                a = t1.wrapping_add(t2);
-            }
-            for (slot, value) in h.iter_mut().zip([a, b, c, d, e, f, g, hh]) {
-                *slot = slot.wrapping_add(value);
-            }
-        }
-        let mut digest = [0u8; 32];
-        for (chunk, word) in digest.chunks_mut(4).zip(h) {
-            chunk.copy_from_slice(&word.to_be_bytes());
-        }
-        digest
-    }
-
-    /// HMAC-SHA256 (RFC 2104).
+    /// HMAC-SHA256 (RFC 2104) of `message` under `key`.
     pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-        let mut block = [0u8; 64];
-        if key.len() > 64 {
-            block[..32].copy_from_slice(&sha256(key));
-        } else {
-            block[..key.len()].copy_from_slice(key);
-        }
-        let mut inner: Vec<u8> = block.iter().map(|b| b ^ 0x36).collect();
-        inner.extend_from_slice(message);
-        let mut outer: Vec<u8> = block.iter().map(|b| b ^ 0x5c).collect();
-        outer.extend_from_slice(&sha256(&inner));
-        sha256(&outer)
-    }
-
-    pub fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+        mac.update(message);
+        mac.finalize().into_bytes().into()
     }
 
     /// `sha256=<hex>`, as GitHub and Bitbucket send it.
     pub fn signature(secret: &str, body: &[u8]) -> String {
-        format!("sha256={}", hex(&hmac_sha256(secret.as_bytes(), body)))
+        format!(
+            "sha256={}",
+            hex::encode(hmac_sha256(secret.as_bytes(), body))
+        )
     }
 
-    /// `application/x-www-form-urlencoded` of one value (`*-._` and alphanumerics kept, space
-    /// as `+`), as GitHub encodes `payload=`.
+    /// `application/x-www-form-urlencoded` of one value, as GitHub encodes `payload=`.
     pub fn form_encode(value: &str) -> String {
-        let mut out = String::new();
-        for byte in value.bytes() {
-            match byte {
-                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
-                    out.push(byte as char);
-                }
-                b' ' => out.push('+'),
-                other => out.push_str(&format!("%{other:02X}")),
-            }
-        }
-        out
+        form_urlencoded::byte_serialize(value.as_bytes()).collect()
     }
 }
 
@@ -453,26 +364,17 @@ fn tampered(body: &str, needle: &str, replacement: u8) -> Vec<u8> {
 // ---------------------------------------------------------------------------------------------
 // The stack
 
-/// How the start queue is set up.
-#[derive(Clone, Copy)]
-struct QueueSetup {
-    visibility_seconds: u32,
-    max_receive_count: u32,
-}
-
-impl Default for QueueSetup {
-    fn default() -> Self {
-        // Long enough that a start is never redelivered while it is being handled.
-        Self {
-            visibility_seconds: 30,
-            max_receive_count: 5,
-        }
-    }
-}
+/// How the start queue hands messages back unless a test says otherwise: a visibility timeout
+/// long enough that a start is never redelivered while it is being handled.
+const START_QUEUE: Redrive = Redrive {
+    visibility_seconds: 30,
+    max_receive_count: 5,
+};
 
 struct Stack {
     moto: MotoServer,
     emulator: codebuild_local::Server,
+    cli: CodeBuildCli,
     sqs: aws_sdk_sqs::Client,
     start_queue: String,
     start_dlq: String,
@@ -551,10 +453,10 @@ impl Answer {
 
 impl Stack {
     async fn start() -> Stack {
-        Self::start_with(QueueSetup::default()).await
+        Self::start_with(START_QUEUE).await
     }
 
-    async fn start_with(queue: QueueSetup) -> Stack {
+    async fn start_with(redrive: Redrive) -> Stack {
         let emulator = codebuild_local::serve(
             codebuild_local::Config::default(),
             "127.0.0.1:0".parse().unwrap(),
@@ -571,25 +473,12 @@ impl Stack {
             .unwrap();
 
         let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let start_dlq = create_queue(&sqs, "autopilot-start-dlq", &[]).await;
-        let dlq_arn = queue_arn(&sqs, &start_dlq).await;
-        let start_queue = create_queue(
-            &sqs,
-            "autopilot-start",
-            &[
-                (
-                    QueueAttributeName::VisibilityTimeout,
-                    queue.visibility_seconds.to_string(),
-                ),
-                (
-                    QueueAttributeName::RedrivePolicy,
-                    json!({"deadLetterTargetArn": dlq_arn,
-                           "maxReceiveCount": queue.max_receive_count})
-                    .to_string(),
-                ),
-            ],
-        )
-        .await;
+        let QueueWithDlq {
+            queue: start_queue,
+            dlq: start_dlq,
+        } = stack::create_queue_with_dlq(&sqs, "autopilot-start", redrive)
+            .await
+            .unwrap();
 
         let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
         for (name, value) in [
@@ -599,13 +488,7 @@ impl Stack {
             GITLAB_TOKEN,
             BITBUCKET_SECRET,
         ] {
-            secrets
-                .create_secret()
-                .name(name)
-                .secret_string(value)
-                .send()
-                .await
-                .unwrap();
+            stack::create_secret(&secrets, name, value).await.unwrap();
         }
 
         let config = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
@@ -616,36 +499,22 @@ impl Stack {
         let webhook = lambda::start(webhook_spec(&env, &start_queue, "webhook"))
             .await
             .unwrap();
-        let stack = Stack {
+        let cli = CodeBuildCli::new(emulator.endpoint());
+        // Every configured project exists in CodeBuild, as in the account the configuration
+        // was written for.
+        cli.create_projects(configured_projects()).await.unwrap();
+        emulator.control().clear_calls().await.unwrap();
+        Stack {
             moto,
             emulator,
+            cli,
             sqs,
             start_queue,
             start_dlq,
             _config: config,
             env,
             webhook,
-        };
-        // Every configured project exists in CodeBuild, as in the account the configuration
-        // was written for.
-        for name in configured_projects() {
-            stack
-                .codebuild(
-                    "CreateProject",
-                    json!({
-                        "name": name,
-                        "source": {"type": "NO_SOURCE", "buildspec": "version: 0.2"},
-                        "artifacts": {"type": "NO_ARTIFACTS"},
-                        "environment": {"type": "LINUX_CONTAINER",
-                            "image": "aws/codebuild/standard:7.0",
-                            "computeType": "BUILD_GENERAL1_SMALL"},
-                        "serviceRole": "arn:aws:iam::123456789012:role/codebuild"
-                    }),
-                )
-                .await;
         }
-        stack.control().clear_calls().await.unwrap();
-        stack
     }
 
     /// The webhook function as the template deploys it, pointed at this stack.
@@ -686,20 +555,9 @@ impl Stack {
         self.emulator.control()
     }
 
-    /// One CodeBuild call, as the AWS CLI would send it (for setting up and reading back).
+    /// One CodeBuild call, as the AWS CLI would send it (for reading back).
     async fn codebuild(&self, operation: &str, body: Value) -> Value {
-        let response = reqwest::Client::new()
-            .post(format!("{}/", self.emulator.endpoint()))
-            .header("X-Amz-Target", format!("CodeBuild_20161006.{operation}"))
-            .header("Content-Type", "application/x-amz-json-1.1")
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        let answer: Value = response.json().await.unwrap();
-        assert!(status.is_success(), "{operation}: {status} {answer}");
-        answer
+        self.cli.call(operation, &body).await.unwrap()
     }
 
     /// Sends one request through `function`; the function must answer (not fail).
@@ -729,31 +587,7 @@ impl Stack {
 
     /// Receives and deletes everything on `queue_url` (until a receive comes back empty).
     async fn drain(&self, queue_url: &str) -> Vec<String> {
-        let mut bodies = Vec::new();
-        loop {
-            let received = self
-                .sqs
-                .receive_message()
-                .queue_url(queue_url)
-                .max_number_of_messages(10)
-                .wait_time_seconds(1)
-                .send()
-                .await
-                .unwrap();
-            if received.messages().is_empty() {
-                return bodies;
-            }
-            for message in received.messages() {
-                bodies.push(message.body().unwrap().to_owned());
-                self.sqs
-                    .delete_message()
-                    .queue_url(queue_url)
-                    .receipt_handle(message.receipt_handle().unwrap())
-                    .send()
-                    .await
-                    .unwrap();
-            }
-        }
+        stack::take_messages(&self.sqs, queue_url, 0).await.unwrap()
     }
 
     /// The work the webhook put on the start queue since the last drain.
@@ -767,34 +601,20 @@ impl Stack {
 
     /// True when `queue_url` holds nothing, visible, in flight or delayed.
     async fn queue_is_empty(&self, queue_url: &str) -> bool {
-        let attributes = self
-            .sqs
-            .get_queue_attributes()
-            .queue_url(queue_url)
-            .attribute_names(QueueAttributeName::All)
-            .send()
-            .await
-            .unwrap();
-        let attributes = attributes.attributes().cloned().unwrap_or_default();
-        [
-            QueueAttributeName::ApproximateNumberOfMessages,
-            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
-            QueueAttributeName::ApproximateNumberOfMessagesDelayed,
-        ]
-        .iter()
-        .all(|name| attributes.get(name).is_none_or(|count| count == "0"))
+        stack::queue_is_empty(&self.sqs, queue_url).await.unwrap()
     }
 
     /// Waits until the starter has handled at least `received` messages and the start queue
     /// is empty: every start it was given is done (its CodeBuild calls made).
     async fn starter_settled(&self, source: &SqsEventSource, received: u64) {
-        eventually("the start queue is drained", || async {
+        stack::eventually("the start queue is drained", || async {
             let stats = source.stats();
             stats.received >= received
                 && stats.received == stats.deleted + stats.returned
                 && self.queue_is_empty(&self.start_queue).await
         })
-        .await;
+        .await
+        .unwrap();
     }
 
     async fn calls(&self) -> Vec<CallRecord> {
@@ -819,25 +639,9 @@ impl Stack {
             .collect()
     }
 
-    /// Every batch of `project` (ids), as CodeBuild lists them.
+    /// Every batch of `project`, as CodeBuild describes them.
     async fn batches_of(&self, project: &str) -> Vec<Value> {
-        let ids = self
-            .codebuild(
-                "ListBuildBatchesForProject",
-                json!({ "projectName": project }),
-            )
-            .await["ids"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        if ids.is_empty() {
-            return Vec::new();
-        }
-        self.codebuild("BatchGetBuildBatches", json!({ "ids": ids }))
-            .await["buildBatches"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        self.cli.batches_of(project).await.unwrap()
     }
 
     async fn batch(&self, id: &str) -> Value {
@@ -913,49 +717,6 @@ fn webhook_spec(env: &[(&'static str, String)], start_queue: &str, name: &str) -
         .with_env("AUTOPILOT_SECRET_TTL_SECONDS", "60")
 }
 
-async fn create_queue(
-    sqs: &aws_sdk_sqs::Client,
-    name: &str,
-    attributes: &[(QueueAttributeName, String)],
-) -> String {
-    let mut request = sqs.create_queue().queue_name(name);
-    for (key, value) in attributes {
-        request = request.attributes(key.clone(), value);
-    }
-    request
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned()
-}
-
-async fn queue_arn(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> String {
-    sqs.get_queue_attributes()
-        .queue_url(queue_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes()
-        .unwrap()[&QueueAttributeName::QueueArn]
-        .clone()
-}
-
-/// Waits (bounded) until `condition` holds.
-async fn eventually<F, Fut>(what: &str, condition: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + PATIENCE;
-    while !condition().await {
-        assert!(Instant::now() < deadline, "gave up waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// The value of environment variable `name` in a `StartBuildBatch` call's overrides.
 fn override_of(call: &CallRecord, name: &str) -> Option<String> {
     call.params["environmentVariablesOverride"]
@@ -1004,21 +765,13 @@ fn work_summary(work: &StarterWork) -> (String, &'static str, String) {
 
 #[test]
 fn the_test_signer_matches_the_rfc_vectors_and_the_shared_verifier() {
-    assert_eq!(
-        sign::hex(&sign::sha256(b"abc")),
-        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-    );
-    assert_eq!(
-        sign::hex(&sign::sha256(&[b'a'; 1000])),
-        "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3"
-    );
     // RFC 4231, test cases 2 and 6 (a key longer than the block).
     assert_eq!(
-        sign::hex(&sign::hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
+        hex::encode(sign::hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
         "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
     );
     assert_eq!(
-        sign::hex(&sign::hmac_sha256(
+        hex::encode(sign::hmac_sha256(
             &[0xaa; 131],
             b"Test Using Larger Than Block-Size Key - Hash Key First"
         )),
@@ -1469,14 +1222,9 @@ async fn five_concurrent_copies_of_a_delivery_and_one_an_hour_later_start_one_ba
         GITHUB_SECRET.1,
     );
     // Five execution environments, as API Gateway's concurrent requests get.
-    let mut functions = Vec::new();
-    for n in 0..5 {
-        functions.push(
-            lambda::start(stack.webhook_spec(&format!("webhook-{n}")))
-                .await
-                .unwrap(),
-        );
-    }
+    let functions = stack::start_environments(5, |n| stack.webhook_spec(&format!("webhook-{n}")))
+        .await
+        .unwrap();
     let mut handles = Vec::new();
     for function in &functions {
         let function = function.clone();
@@ -1520,9 +1268,7 @@ async fn five_concurrent_copies_of_a_delivery_and_one_an_hour_later_start_one_ba
     assert_eq!(source.stats().received, 1, "{:?}", source.stats());
 
     source.stop().await;
-    for function in functions {
-        function.shutdown().await;
-    }
+    stack::shutdown_all(functions).await;
     stack.stop().await;
 }
 
@@ -1621,7 +1367,7 @@ async fn a_form_encoded_github_delivery_works_like_json() {
 #[tokio::test]
 async fn a_start_that_codebuild_keeps_throttling_ends_in_the_start_dlq() {
     let max_receive_count = 2;
-    let stack = Stack::start_with(QueueSetup {
+    let stack = Stack::start_with(Redrive {
         visibility_seconds: 1,
         max_receive_count,
     })
@@ -1761,6 +1507,155 @@ async fn a_gitlab_merge_request_and_a_bitbucket_pull_request_start_batches_with_
     }
     assert!(stack.answered("StopBuildBatch").await.is_empty());
     source.stop().await;
+    stack.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. CodeBuild throttling half its calls while deliveries arrive: every start happens once or
+//    sits in the start DLQ; none lost, none doubled.
+
+/// Distinct deliveries sent in the throttled run.
+const THROTTLED_DELIVERIES: usize = 20;
+/// Webhook execution environments they arrive through, concurrently.
+const THROTTLED_WEBHOOKS: usize = 4;
+/// The fault generator's seed. With this one, in the runs seen, one start exhausted both of
+/// its receives and went to the DLQ while the others got through, some on their second
+/// receive: both outcomes and the redelivery are exercised (the assertions hold for any seed).
+const THROTTLE_SEED: u64 = 4;
+
+#[tokio::test]
+async fn with_codebuild_throttling_half_its_calls_every_start_happens_once_or_sits_in_the_dlq() {
+    // A short visibility timeout keeps the test quick; two receives mean a start the SDK's
+    // retries could not get through is handed back once (the redelivery path) before the DLQ.
+    let stack = Stack::start_with(Redrive {
+        visibility_seconds: 1,
+        max_receive_count: 2,
+    })
+    .await;
+    // Every CodeBuild operation, as an account-wide rate limit would; the draws are independent
+    // per call (unlike an evenly spread fraction, which retries can phase-lock with).
+    stack
+        .control()
+        .set_faults(&FaultSpec {
+            throttle_probability: Some(0.5),
+            seed: Some(THROTTLE_SEED),
+            ..FaultSpec::default()
+        })
+        .await
+        .unwrap();
+    let (starter, source) = stack.starter().await;
+
+    let webhooks = stack::start_environments(THROTTLED_WEBHOOKS, |n| {
+        stack.webhook_spec(&format!("webhook-{n}"))
+    })
+    .await
+    .unwrap();
+    // Pushes to distinct branches: each routes one start of `hello` and supersedes nothing
+    // but its own branch's (absent) older batches.
+    let deliveries: Vec<(String, Delivery)> = (0..THROTTLED_DELIVERIES)
+        .map(|n| {
+            let id = new_id();
+            let push = github_branch_push(&format!("load-{n:02}"));
+            let delivery = Delivery::github("push", &id, push, GITHUB_SECRET.1);
+            (id, delivery)
+        })
+        .collect();
+    let mut handles = Vec::new();
+    for (n, (_, delivery)) in deliveries.iter().enumerate() {
+        let function = webhooks[n % THROTTLED_WEBHOOKS].clone();
+        let delivery = delivery.clone();
+        handles.push(tokio::spawn(async move {
+            Stack::send_to(&function, &delivery).await
+        }));
+    }
+    for handle in handles {
+        let answer = handle.await.unwrap();
+        assert_eq!(answer.status, 202, "{answer:?}");
+        assert_eq!(answer.queued(), [("hello".into(), "start".into())]);
+    }
+    stack
+        .starter_settled(&source, THROTTLED_DELIVERIES as u64)
+        .await;
+    let stats = source.stats();
+    source.stop().await;
+    let calls = stack.calls().await;
+    // Read back without faults (the reads below are the test's, not the starter's).
+    stack.control().clear_faults().await.unwrap();
+
+    let ours: BTreeMap<&str, usize> = deliveries
+        .iter()
+        .enumerate()
+        .map(|(n, (id, _))| (id.as_str(), n))
+        .collect();
+    // Batches per delivery, from CodeBuild's own state.
+    let mut started: BTreeMap<String, usize> = BTreeMap::new();
+    for project in ["hello", "hello-main"] {
+        for batch in stack.batches_of(project).await {
+            let delivery = batch_env(&batch, "AUTOPILOT_DELIVERY")
+                .unwrap_or_else(|| panic!("a batch without AUTOPILOT_DELIVERY: {batch}"));
+            assert_eq!(batch["projectName"], "hello", "{batch}");
+            *started.entry(delivery).or_default() += 1;
+        }
+    }
+    // Starts per delivery waiting in the start DLQ.
+    let mut dead: BTreeMap<String, usize> = BTreeMap::new();
+    for body in stack.drain(&stack.start_dlq).await {
+        let work: StarterWork =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        let (project, action, delivery) = work_summary(&work);
+        assert_eq!((project.as_str(), action), ("hello", "start"), "{work:?}");
+        *dead.entry(delivery).or_default() += 1;
+    }
+    let strays: Vec<&String> = started
+        .keys()
+        .chain(dead.keys())
+        .filter(|id| !ours.contains_key(id.as_str()))
+        .collect();
+    assert!(strays.is_empty(), "deliveries nobody sent: {strays:?}");
+    let mut wrong = Vec::new();
+    for (id, n) in &ours {
+        let batches = started.get(*id).copied().unwrap_or(0);
+        let dead_letters = dead.get(*id).copied().unwrap_or(0);
+        if batches + dead_letters != 1 {
+            wrong.push(format!(
+                "delivery {n} ({id}): {batches} batch(es), {dead_letters} in the DLQ"
+            ));
+        }
+    }
+    let batches: usize = started.values().sum();
+    let dead_letters: usize = dead.values().sum();
+    let start_calls: Vec<&CallRecord> = calls
+        .iter()
+        .filter(|call| call.operation == "StartBuildBatch")
+        .collect();
+    let accepted = start_calls
+        .iter()
+        .filter(|call| call.fault.is_none())
+        .count();
+    let throttled = calls.iter().filter(|call| call.fault.is_some()).count();
+    let observed = format!(
+        "seed {THROTTLE_SEED}: {batches} batches started, {dead_letters} starts in the DLQ; \
+         StartBuildBatch {accepted} accepted of {} calls; {throttled} of {} CodeBuild calls \
+         throttled; start queue {stats:?}",
+        start_calls.len(),
+        calls.len(),
+    );
+    eprintln!("{observed}");
+    assert!(wrong.is_empty(), "{observed}\n{wrong:#?}");
+    assert_eq!(batches + dead_letters, THROTTLED_DELIVERIES, "{observed}");
+    // CodeBuild accepted no more starts than there are deliveries, and every batch came from
+    // one it accepted.
+    assert!(accepted <= THROTTLED_DELIVERIES, "{observed}");
+    assert!(accepted >= batches, "{observed}");
+    // The faults bit: the starts went through despite throttled calls, not in their absence.
+    assert!(
+        start_calls.iter().any(|call| call.fault.is_some()),
+        "{observed}"
+    );
+    assert!(stack.queue_is_empty(&stack.start_queue).await);
+
+    stack::shutdown_all(webhooks).await;
+    starter.shutdown().await;
     stack.stop().await;
 }
 

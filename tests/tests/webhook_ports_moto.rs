@@ -17,6 +17,7 @@ use aws_sdk_secretsmanager::primitives::Blob;
 use aws_sdk_sqs::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_sqs::config::{ConfigBag, Intercept, RuntimeComponents};
 use harness::moto::MotoServer;
+use harness::stack;
 
 /// An upper bound on waiting for sent messages to be receivable, not an expectation.
 const DELIVERY_DEADLINE: Duration = Duration::from_secs(30);
@@ -26,14 +27,16 @@ async fn clients(moto: &MotoServer) -> Clients {
 }
 
 async fn create_secret(clients: &Clients, name: &str, value: &str) {
-    clients
-        .secretsmanager
-        .create_secret()
-        .name(name)
-        .secret_string(value)
-        .send()
+    stack::create_secret(&clients.secretsmanager, name, value)
         .await
         .unwrap();
+}
+
+/// Creates the start queue; returns its URL.
+async fn start_queue(sqs: &aws_sdk_sqs::Client) -> String {
+    stack::create_queue(sqs, "autopilot-start", &[])
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -259,16 +262,7 @@ async fn every_work_arrives_once_in_batches_of_at_most_ten() {
     let moto = MotoServer::start().await.unwrap();
     let config = moto.sdk_config().await;
     let clients = Clients::from_sdk_config(&config);
-    let url = clients
-        .sqs
-        .create_queue()
-        .queue_name("autopilot-start")
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
+    let url = start_queue(&clients.sqs).await;
     let sizes = BatchSizes::default();
     let counted = aws_sdk_sqs::Client::from_conf(
         aws_sdk_sqs::config::Builder::from(&config)
@@ -290,16 +284,7 @@ async fn every_work_arrives_once_in_batches_of_at_most_ten() {
 async fn the_queue_built_from_clients_sends_and_nothing_is_sent_for_no_work() {
     let moto = MotoServer::start().await.unwrap();
     let clients = clients(&moto).await;
-    let url = clients
-        .sqs
-        .create_queue()
-        .queue_name("autopilot-start")
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
+    let url = start_queue(&clients.sqs).await;
     let queue = clients.start_queue(&url);
 
     queue.enqueue(&[]).await.unwrap();
@@ -313,16 +298,7 @@ async fn the_queue_built_from_clients_sends_and_nothing_is_sent_for_no_work() {
 async fn oversized_work_sends_nothing() {
     let moto = MotoServer::start().await.unwrap();
     let clients = clients(&moto).await;
-    let url = clients
-        .sqs
-        .create_queue()
-        .queue_name("autopilot-start")
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
+    let url = start_queue(&clients.sqs).await;
     let mut huge = starter_work(2);
     if let StarterWork::Start(start) = &mut huge {
         start.reason = Some("x".repeat(autopilot::aws::MAX_MESSAGE_BYTES));

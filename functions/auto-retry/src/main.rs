@@ -1,8 +1,7 @@
 //! Auto-retry (EventBridge `CodeBuild Build State Change` events and the delay queue's
 //! messages). Wiring only; the decisions and the flow live in `autopilot::retry`.
 
-use autopilot::aws::{Clients, SdkConfigSource};
-use autopilot::config::{AllowedProjects, ConfigCache, ConfigUri};
+use autopilot::aws::Clients;
 use autopilot::retry::AutoRetrySettings;
 use autopilot::retry::handler::{self, OptionalNotifier, Ports};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
@@ -13,11 +12,12 @@ async fn main() -> Result<(), Error> {
     autopilot::telemetry::init();
     // Everything below is built once per cold start and shared by every invocation.
     let settings = AutoRetrySettings::from_env()?;
-    let allowed = AllowedProjects::parse(&settings.project_patterns)?;
-    let uri = ConfigUri::parse(&settings.config_uri)?;
     let clients = Clients::from_env().await;
-    let source = SdkConfigSource::from_clients(&clients);
-    let cache = ConfigCache::new(source, uri, allowed, settings.config_ttl);
+    let cache = clients.config_cache(
+        &settings.config_uri,
+        &settings.project_patterns,
+        settings.config_ttl,
+    )?;
     let ports = Ports {
         codebuild: clients.codebuild.clone(),
         ledger: clients.ledger(&settings.ledger_table),

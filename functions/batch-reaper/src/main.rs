@@ -2,8 +2,7 @@
 //! in-progress batches and stops the stale and superseded ones. Wiring only; the decisions and
 //! the sweep live in `autopilot::reaper`.
 
-use autopilot::aws::{Clients, SdkConfigSource};
-use autopilot::config::{AllowedProjects, ConfigCache, ConfigUri};
+use autopilot::aws::Clients;
 use autopilot::reaper::sweep::invoke;
 use autopilot::reaper::{ReapSummary, ReaperSettings};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
@@ -26,15 +25,12 @@ async fn main() -> Result<(), Error> {
     autopilot::telemetry::init();
     // Built once per cold start and shared by every invocation.
     let settings = ReaperSettings::from_env()?;
-    let allowed = AllowedProjects::parse(&settings.project_patterns)?;
-    let uri = ConfigUri::parse(&settings.config_uri)?;
     let clients = Clients::from_env().await;
-    let cache = ConfigCache::new(
-        SdkConfigSource::from_clients(&clients),
-        uri,
-        allowed,
+    let cache = clients.config_cache(
+        &settings.config_uri,
+        &settings.project_patterns,
         settings.config_ttl,
-    );
+    )?;
     // More attempts than the SDK's default three, on a retry quota of its own: a sweep makes
     // thousands of calls, and under sustained throttling the default quota runs dry (see
     // `Clients::codebuild_with_retries`).

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use autopilot::aws::{Clients, SdkConfigSource};
-use autopilot::config::{AllowedProjects, ConfigCache, ConfigUri};
+use autopilot::aws::Clients;
+use autopilot::config::AllowedProjects;
 use autopilot::start::settings::StarterSettings;
 use autopilot::start::starter::{self, StarterPorts};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
@@ -27,15 +27,14 @@ async fn main() -> Result<(), Error> {
     autopilot::telemetry::init();
     // Built once per cold start and shared by every invocation.
     let settings = StarterSettings::from_env()?;
-    let allowed = AllowedProjects::parse(&settings.project_patterns)?;
-    let uri = ConfigUri::parse(&settings.config_uri)?;
     let clients = Clients::from_env().await;
-    let cache = ConfigCache::new(
-        SdkConfigSource::from_clients(&clients),
-        uri,
-        allowed.clone(),
+    let cache = clients.config_cache(
+        &settings.config_uri,
+        &settings.project_patterns,
         settings.config_ttl,
-    );
+    )?;
+    // The starter checks each start against the IAM bound as well as the configuration does.
+    let allowed = AllowedProjects::parse(&settings.project_patterns)?;
     // A retry quota of its own as well: the default one drains under sustained throttling and
     // then fails calls at once (see `Clients::codebuild_with_retries`).
     let ports = StarterPorts {

@@ -4,8 +4,7 @@
 
 use std::time::Duration;
 
-use autopilot::aws::{Clients, SdkConfigSource};
-use autopilot::config::{AllowedProjects, ConfigCache, ConfigUri};
+use autopilot::aws::Clients;
 use autopilot::webhook::handler::{self, WebhookPorts, WebhookRequest};
 use autopilot::webhook::secret_cache::WebhookSecretCache;
 use autopilot::webhook::settings::WebhookSettings;
@@ -20,15 +19,12 @@ async fn main() -> Result<(), Error> {
     autopilot::telemetry::init();
     // Built once per cold start and shared by every invocation.
     let settings = WebhookSettings::from_env()?;
-    let allowed = AllowedProjects::parse(&settings.project_patterns)?;
-    let uri = ConfigUri::parse(&settings.config_uri)?;
     let clients = Clients::from_env().await;
-    let cache = ConfigCache::new(
-        SdkConfigSource::from_clients(&clients),
-        uri,
-        allowed,
+    let cache = clients.config_cache(
+        &settings.config_uri,
+        &settings.project_patterns,
         settings.config_ttl,
-    );
+    )?;
     let ports = WebhookPorts {
         secrets: WebhookSecretCache::new(clients.secrets(), settings.secret_ttl),
         ledger: clients.ledger(&settings.ledger_table),

@@ -1,8 +1,9 @@
 //! The [`ConfigSource`] port over a file, SSM Parameter Store and S3.
 
 use std::path::Path;
+use std::time::Duration;
 
-use crate::config::ConfigUri;
+use crate::config::{AllowedProjects, ConfigCache, ConfigError, ConfigUri};
 use crate::ports::{ConfigSource, ServiceError};
 
 use super::Clients;
@@ -72,6 +73,24 @@ impl SdkConfigSource {
             operation: OPERATION,
             message: format!("s3://{bucket}/{key} is not UTF-8 text: {err}"),
         })
+    }
+}
+
+impl Clients {
+    /// The cache every function reads its configuration through: the text at `uri` (as the
+    /// deployment gives it), validated against the IAM bound `project_patterns`, read from SSM
+    /// or S3 with these clients and refreshed after `ttl`. An unreadable URI or bound is an
+    /// error at once, so a misconfigured function fails its cold start, not every invocation.
+    pub fn config_cache(
+        &self,
+        uri: &str,
+        project_patterns: &str,
+        ttl: Duration,
+    ) -> Result<ConfigCache<SdkConfigSource>, ConfigError> {
+        let allowed = AllowedProjects::parse(project_patterns)?;
+        let uri = ConfigUri::parse(uri)?;
+        let source = SdkConfigSource::from_clients(self);
+        Ok(ConfigCache::new(source, uri, allowed, ttl))
     }
 }
 

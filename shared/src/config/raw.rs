@@ -242,16 +242,7 @@ fn clean_table<'i, T: Section>(
     text: &str,
     problems: &mut Vec<ConfigProblem>,
 ) -> Option<Spanned<DeValue<'i>>> {
-    let span = value.span();
-    let kind = value.get_ref().type_str();
-    let DeValue::Table(table) = value.into_inner() else {
-        problems.push(ConfigProblem {
-            line: Some(line_of(text, span.start)),
-            path: path.to_owned(),
-            message: format!("wrong type: expected a table, got {kind}"),
-        });
-        return None;
-    };
+    let (span, table) = expect(value, as_table, "a table", path, text, problems)?;
     let mut kept = DeTable::new();
     for (key, item) in table {
         let key_path = join(path, key.get_ref());
@@ -280,26 +271,9 @@ fn clean_array_of_tables<'i, T: Section>(
     text: &str,
     problems: &mut Vec<ConfigProblem>,
 ) -> Option<Spanned<DeValue<'i>>> {
-    let span = value.span();
-    let kind = value.get_ref().type_str();
-    let DeValue::Array(items) = value.into_inner() else {
-        problems.push(ConfigProblem {
-            line: Some(line_of(text, span.start)),
-            path: path.to_owned(),
-            message: format!("wrong type: expected an array of tables (`[[{path}]]`), got {kind}"),
-        });
-        return None;
-    };
-    let cleaned: DeArray<'i> = items
-        .into_iter()
-        .enumerate()
-        .map(|(index, item)| {
-            let item_span = item.span();
-            clean_table::<T>(item, &format!("{path}[{index}]"), text, problems)
-                // An empty table keeps the later entries' indexes as the person counts them.
-                .unwrap_or_else(|| Spanned::new(item_span, DeValue::Table(DeTable::new())))
-        })
-        .collect();
+    let expected = format!("an array of tables (`[[{path}]]`)");
+    let (span, items) = expect(value, as_array, &expected, path, text, problems)?;
+    let cleaned = clean_each_table::<T>(items, path, text, problems);
     Some(Spanned::new(span, DeValue::Array(cleaned)))
 }
 
@@ -312,55 +286,81 @@ fn clean_filter_groups<'i>(
     text: &str,
     problems: &mut Vec<ConfigProblem>,
 ) -> Option<Spanned<DeValue<'i>>> {
-    let span = value.span();
-    let kind = value.get_ref().type_str();
-    let DeValue::Array(groups) = value.into_inner() else {
-        problems.push(ConfigProblem {
-            line: Some(line_of(text, span.start)),
-            path: path.to_owned(),
-            message: format!(
-                "wrong type: expected an array of filter groups (arrays of filter tables), got \
-                 {kind}"
-            ),
-        });
-        return None;
-    };
+    let expected = "an array of filter groups (arrays of filter tables)";
+    let (span, groups) = expect(value, as_array, expected, path, text, problems)?;
     let cleaned: DeArray<'i> = groups
         .into_iter()
         .enumerate()
         .map(|(index, group)| {
             let group_path = format!("{path}[{index}]");
             let group_span = group.span();
-            let kind = group.get_ref().type_str();
-            let DeValue::Array(filters) = group.into_inner() else {
-                problems.push(ConfigProblem {
-                    line: Some(line_of(text, group_span.start)),
-                    path: group_path,
-                    message: format!(
-                        "wrong type: expected a filter group (an array of filter tables), got \
-                         {kind}"
-                    ),
-                });
-                return Spanned::new(group_span, DeValue::Array(DeArray::new()));
+            let expected = "a filter group (an array of filter tables)";
+            let filters = match expect(group, as_array, expected, &group_path, text, problems) {
+                Some((_, filters)) => {
+                    clean_each_table::<RawFilter>(filters, &group_path, text, problems)
+                }
+                None => DeArray::new(),
             };
-            let filters: DeArray<'i> = filters
-                .into_iter()
-                .enumerate()
-                .map(|(index, filter)| {
-                    let filter_span = filter.span();
-                    clean_table::<RawFilter>(
-                        filter,
-                        &format!("{group_path}[{index}]"),
-                        text,
-                        problems,
-                    )
-                    .unwrap_or_else(|| Spanned::new(filter_span, DeValue::Table(DeTable::new())))
-                })
-                .collect();
             Spanned::new(group_span, DeValue::Array(filters))
         })
         .collect();
     Some(Spanned::new(span, DeValue::Array(cleaned)))
+}
+
+/// Cleans each table of an array (`path[0]`, `path[1]`, …). An entry that is no table becomes
+/// an empty table, which keeps the later entries' indexes as the person counts them.
+fn clean_each_table<'i, T: Section>(
+    items: DeArray<'i>,
+    path: &str,
+    text: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> DeArray<'i> {
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let item_span = item.span();
+            clean_table::<T>(item, &format!("{path}[{index}]"), text, problems)
+                .unwrap_or_else(|| Spanned::new(item_span, DeValue::Table(DeTable::new())))
+        })
+        .collect()
+}
+
+/// The span and contents of `value` when `take` finds it the right kind; otherwise a "wrong
+/// type" problem saying what was `expected`, and `None`.
+fn expect<'i, C>(
+    value: Spanned<DeValue<'i>>,
+    take: fn(DeValue<'i>) -> Option<C>,
+    expected: &str,
+    path: &str,
+    text: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<(Range<usize>, C)> {
+    let span = value.span();
+    let kind = value.get_ref().type_str();
+    let taken = take(value.into_inner());
+    if taken.is_none() {
+        problems.push(ConfigProblem {
+            line: Some(line_of(text, span.start)),
+            path: path.to_owned(),
+            message: format!("wrong type: expected {expected}, got {kind}"),
+        });
+    }
+    taken.map(|contents| (span, contents))
+}
+
+fn as_table(value: DeValue<'_>) -> Option<DeTable<'_>> {
+    match value {
+        DeValue::Table(table) => Some(table),
+        _ => None,
+    }
+}
+
+fn as_array(value: DeValue<'_>) -> Option<DeArray<'_>> {
+    match value {
+        DeValue::Array(array) => Some(array),
+        _ => None,
+    }
 }
 
 /// A serde error as a problem, with a person's wording for the two common cases.

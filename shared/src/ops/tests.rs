@@ -1,102 +1,21 @@
 //! Handler tests over a CodeBuild fake and real API Gateway HTTP API v2 events.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use chrono::{TimeZone, Utc};
 use serde_json::{Value, json};
 
 use super::{fetch_builds, handle};
-use crate::model::{BatchId, Build, BuildBatch, BuildId, BuildStatus, PhaseType};
-use crate::ports::{
-    BatchLookup, BuildLookup, CodeBuild, CodeBuildError, ListBuildBatchesRequest, Page,
-    RetryBuildBatchRequest, RetryBuildRequest, StartBuildBatchRequest,
-};
+use crate::model::{Build, BuildId, BuildStatus, PhaseType};
+use crate::ports::CodeBuildError;
+use crate::testing::{Call, FakeCodeBuild, uuid};
 
-/// Knows some builds, records every `BatchGetBuilds` call, optionally fails it.
-#[derive(Default)]
-struct FakeCodeBuild {
-    builds: HashMap<String, Build>,
-    calls: Mutex<Vec<Vec<String>>>,
-    fail_with: Option<CodeBuildError>,
-}
-
-impl FakeCodeBuild {
-    fn with_builds(ids: &[&str]) -> Self {
-        Self {
-            builds: ids.iter().map(|id| (id.to_string(), build(id))).collect(),
-            ..Self::default()
-        }
+/// CodeBuild knowing the builds `ids`, as [`build`] describes them.
+fn codebuild_with(ids: &[&str]) -> FakeCodeBuild {
+    let fake = FakeCodeBuild::default();
+    for id in ids {
+        fake.add_build(build(id));
     }
-
-    fn calls(&self) -> Vec<Vec<String>> {
-        self.calls.lock().unwrap().clone()
-    }
-}
-
-fn unused<T>() -> Result<T, CodeBuildError> {
-    Err(CodeBuildError::Unexpected {
-        operation: "fake",
-        code: None,
-        message: "not used by the read side".into(),
-    })
-}
-
-impl CodeBuild for FakeCodeBuild {
-    async fn batch_get_builds(&self, ids: &[BuildId]) -> Result<BuildLookup, CodeBuildError> {
-        self.calls
-            .lock()
-            .unwrap()
-            .push(ids.iter().map(BuildId::id).collect());
-        if let Some(err) = &self.fail_with {
-            return Err(err.clone());
-        }
-        let (found, missing): (Vec<_>, Vec<_>) = ids
-            .iter()
-            .partition(|id| self.builds.contains_key(&id.id()));
-        Ok(BuildLookup {
-            builds: found
-                .iter()
-                .map(|id| self.builds[&id.id()].clone())
-                .collect(),
-            not_found: missing.iter().map(|id| id.id()).collect(),
-        })
-    }
-    async fn retry_build(&self, _: &RetryBuildRequest) -> Result<Build, CodeBuildError> {
-        unused()
-    }
-    async fn retry_build_batch(
-        &self,
-        _: &RetryBuildBatchRequest,
-    ) -> Result<BuildBatch, CodeBuildError> {
-        unused()
-    }
-    async fn start_build_batch(
-        &self,
-        _: &StartBuildBatchRequest,
-    ) -> Result<BuildBatch, CodeBuildError> {
-        unused()
-    }
-    async fn stop_build_batch(&self, _: &BatchId) -> Result<BuildBatch, CodeBuildError> {
-        unused()
-    }
-    async fn batch_get_build_batches(&self, _: &[BatchId]) -> Result<BatchLookup, CodeBuildError> {
-        unused()
-    }
-    async fn list_build_batches_for_project(
-        &self,
-        _: &ListBuildBatchesRequest,
-    ) -> Result<Page<BatchId>, CodeBuildError> {
-        unused()
-    }
-    async fn list_projects(&self, _: Option<&str>) -> Result<Page<String>, CodeBuildError> {
-        unused()
-    }
-}
-
-fn uuid(n: u32) -> String {
-    format!("00000000-0000-4000-8000-{n:012}")
+    fake
 }
 
 fn build(id: &str) -> Build {
@@ -165,7 +84,7 @@ async fn call(fake: &FakeCodeBuild, event: Value) -> (u16, Value) {
 #[tokio::test]
 async fn get_build_returns_the_summary() {
     let id = format!("web:{}", uuid(1));
-    let fake = FakeCodeBuild::with_builds(&[&id]);
+    let fake = codebuild_with(&[&id]);
     let (status, body) = call(&fake, apigw_event("GET", &format!("/builds/{id}"), "")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
@@ -191,13 +110,13 @@ async fn get_build_returns_the_summary() {
 #[tokio::test]
 async fn get_build_by_percent_encoded_arn() {
     let id = format!("web:{}", uuid(1));
-    let fake = FakeCodeBuild::with_builds(&[&id]);
+    let fake = codebuild_with(&[&id]);
     let arn = format!("arn:aws:codebuild:us-east-1:123456789012:build/{id}");
     let encoded = BuildId::parse(&arn).unwrap().url_encoded();
     let (status, body) = call(&fake, apigw_event("GET", &format!("/builds/{encoded}"), "")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["build"]["id"], id);
-    assert_eq!(fake.calls(), vec![vec![id]]);
+    assert_eq!(fake.build_gets(), vec![vec![id]]);
 }
 
 #[tokio::test]
@@ -218,7 +137,7 @@ async fn many_builds_keep_request_order_and_report_not_found() {
         .iter()
         .map(|n| format!("web:{}", uuid(*n)))
         .collect();
-    let fake = FakeCodeBuild::with_builds(&[&ids[0], &ids[2]]);
+    let fake = codebuild_with(&[&ids[0], &ids[2]]);
     let query = format!("ids={},{},{}", ids[0], ids[1], ids[2]);
     let (status, body) = call(&fake, apigw_event("GET", "/builds", &query)).await;
     assert_eq!(status, 200, "{body}");
@@ -249,7 +168,7 @@ async fn bad_input_never_reaches_codebuild() {
         assert_eq!(status, 400, "{path}?{query}: {body}");
         assert_eq!(body["error"]["code"], "bad_request");
     }
-    assert!(fake.calls().is_empty());
+    assert!(fake.build_gets().is_empty());
 }
 
 #[tokio::test]
@@ -287,10 +206,8 @@ async fn upstream_errors_map_to_statuses() {
         ),
     ];
     for (err, status, code) in cases {
-        let fake = FakeCodeBuild {
-            fail_with: Some(err),
-            ..FakeCodeBuild::default()
-        };
+        let fake = FakeCodeBuild::default();
+        fake.fail_every(Call::BatchGetBuilds, err);
         let (got, body) = call(
             &fake,
             apigw_event("GET", &format!("/builds/web:{}", uuid(1)), ""),
@@ -306,7 +223,7 @@ async fn upstream_errors_map_to_statuses() {
 #[tokio::test]
 async fn base64_encoded_event_is_accepted() {
     let id = format!("web:{}", uuid(1));
-    let fake = FakeCodeBuild::with_builds(&[&id]);
+    let fake = codebuild_with(&[&id]);
     let mut event = apigw_event("GET", &format!("/builds/{id}"), "");
     event["isBase64Encoded"] = json!(true);
     event["body"] = json!("e30="); // "{}"
@@ -318,12 +235,12 @@ async fn base64_encoded_event_is_accepted() {
 async fn fetch_builds_chunks_by_100_dedups_and_keeps_all() {
     let ids: Vec<String> = (0..250).map(|n| format!("web:{}", uuid(n))).collect();
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let fake = FakeCodeBuild::with_builds(&refs);
+    let fake = codebuild_with(&refs);
     let mut parsed: Vec<BuildId> = ids.iter().map(|id| BuildId::parse(id).unwrap()).collect();
     parsed.push(parsed[0].clone());
     let found = fetch_builds(&fake, &parsed).await.unwrap();
     assert_eq!(found.len(), 250);
-    let sizes: Vec<usize> = fake.calls().iter().map(Vec::len).collect();
+    let sizes: Vec<usize> = fake.build_gets().iter().map(Vec::len).collect();
     assert_eq!(sizes.iter().sum::<usize>(), 250);
     assert!(sizes.iter().all(|n| *n <= 100), "{sizes:?}");
     assert_eq!(sizes.len(), 3);

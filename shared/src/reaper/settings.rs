@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use crate::retry::settings::{parse_bool, parse_u32};
+use crate::retry::settings::DEFAULT_PROJECT_PATTERNS;
+use crate::settings::Env;
 
 pub use crate::retry::settings::{
     CONFIG_TTL_SECONDS, CONFIG_URI, DRY_RUN, PROJECT_PATTERNS, SettingsError,
@@ -17,7 +18,6 @@ pub const CONCURRENCY: &str = "AUTOPILOT_REAPER_CONCURRENCY";
 pub const DEFAULT_CONCURRENCY: usize = 8;
 
 const DEFAULT_CONFIG_TTL: Duration = crate::config::DEFAULT_CONFIG_TTL;
-const DEFAULT_PROJECT_PATTERNS: &str = "*";
 /// More in flight than this only buys throttling.
 const MAX_CONCURRENCY: usize = 64;
 
@@ -45,41 +45,27 @@ impl ReaperSettings {
     /// Reads the settings through `lookup` (the environment, or a map in tests). Empty values
     /// count as unset, as for auto-retry.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
-        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let invalid = |variable: &'static str, value: String, expected: &'static str| {
-            SettingsError::Invalid {
-                variable,
-                value,
-                expected,
-            }
-        };
-        let config_uri = get(CONFIG_URI).ok_or(SettingsError::Missing {
-            variable: CONFIG_URI,
-        })?;
-        let config_ttl = match get(CONFIG_TTL_SECONDS) {
-            None => DEFAULT_CONFIG_TTL,
-            Some(value) => Duration::from_secs(u64::from(parse_u32(
-                CONFIG_TTL_SECONDS,
-                &value,
-                "whole seconds",
-            )?)),
-        };
-        let dry_run = match get(DRY_RUN) {
-            None => false,
-            Some(value) => parse_bool(DRY_RUN, &value)?,
-        };
-        let concurrency = match get(CONCURRENCY) {
+        let env = Env::new(lookup);
+        let config_uri = env.required(CONFIG_URI)?;
+        let config_ttl = env.seconds(CONFIG_TTL_SECONDS, DEFAULT_CONFIG_TTL)?;
+        let dry_run = env.switch(DRY_RUN, false)?;
+        let concurrency = match env.text(CONCURRENCY) {
             None => DEFAULT_CONCURRENCY,
             Some(value) => match value.trim().parse::<usize>() {
                 Ok(n) if (1..=MAX_CONCURRENCY).contains(&n) => n,
-                _ => return Err(invalid(CONCURRENCY, value, "a whole number from 1 to 64")),
+                _ => {
+                    return Err(SettingsError::Invalid {
+                        variable: CONCURRENCY,
+                        value,
+                        expected: "a whole number from 1 to 64",
+                    });
+                }
             },
         };
         Ok(Self {
             config_uri,
             config_ttl,
-            project_patterns: get(PROJECT_PATTERNS)
-                .unwrap_or_else(|| DEFAULT_PROJECT_PATTERNS.to_owned()),
+            project_patterns: env.text_or(PROJECT_PATTERNS, DEFAULT_PROJECT_PATTERNS),
             dry_run,
             concurrency,
         })
@@ -90,14 +76,10 @@ impl ReaperSettings {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use std::collections::HashMap;
+    use crate::settings::lookup_from;
 
     fn settings(pairs: &[(&str, &str)]) -> Result<ReaperSettings, SettingsError> {
-        let env: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        ReaperSettings::from_lookup(|name| env.get(name).cloned())
+        ReaperSettings::from_lookup(lookup_from(pairs))
     }
 
     #[test]

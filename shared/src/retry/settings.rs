@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::settings::Env;
+
 /// Where the configuration text lives (`file:`, `ssm:`, `s3:`). Required.
 pub const CONFIG_URI: &str = "AUTOPILOT_CONFIG_URI";
 /// How long the configuration is cached, in seconds (default 60).
@@ -24,33 +26,15 @@ pub const BATCH_RECHECK_SECONDS: &str = "AUTOPILOT_BATCH_RECHECK_SECONDS";
 /// Re-checks of one batch before giving up on it (default 60).
 pub const BATCH_MAX_RECHECKS: &str = "AUTOPILOT_BATCH_MAX_RECHECKS";
 
-const DEFAULT_CONFIG_TTL: Duration = Duration::from_secs(60);
-const DEFAULT_PROJECT_PATTERNS: &str = "*";
+const DEFAULT_CONFIG_TTL: Duration = crate::config::DEFAULT_CONFIG_TTL;
+/// Every project, when the deployment names no patterns (shared by every function's settings).
+pub(crate) const DEFAULT_PROJECT_PATTERNS: &str = "*";
 const DEFAULT_BATCH_RECHECK: Duration = Duration::from_secs(60);
 const DEFAULT_BATCH_MAX_RECHECKS: u32 = 60;
 /// SQS delays one message at most this long, so a longer re-check interval is a mistake.
 const MAX_RECHECK: Duration = Duration::from_secs(900);
 
-/// A setting that is missing or unreadable; always names the variable.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SettingsError {
-    /// A required variable is unset or empty.
-    #[error("{variable} is required")]
-    Missing {
-        /// The variable.
-        variable: &'static str,
-    },
-    /// A variable's value cannot be read as what it must be.
-    #[error("{variable}={value:?} is invalid: {expected}")]
-    Invalid {
-        /// The variable.
-        variable: &'static str,
-        /// The value found.
-        value: String,
-        /// What was expected.
-        expected: &'static str,
-    },
-}
+pub use crate::settings::SettingsError;
 
 /// A glob of build initiators (`*` crosses `/`, as in `autopilot-AutoRetryRole-*/*`).
 #[derive(Debug, Clone)]
@@ -117,18 +101,9 @@ impl AutoRetrySettings {
     /// Reads the settings through `lookup` (the environment, or a map in tests). Empty values
     /// count as unset, because templates often pass `""` for "not given".
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
-        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let required =
-            |variable: &'static str| get(variable).ok_or(SettingsError::Missing { variable });
-        let seconds = |variable: &'static str,
-                       default: Duration|
-         -> Result<Duration, SettingsError> {
-            get(variable).map_or(Ok(default), |value| {
-                parse_u32(variable, &value, "whole seconds").map(|s| Duration::from_secs(s.into()))
-            })
-        };
-
-        let own_initiator = get(OWN_INITIATOR)
+        let env = Env::new(lookup);
+        let own_initiator = env
+            .text(OWN_INITIATOR)
             .map(|value| {
                 InitiatorPattern::new(&value).map_err(|_| SettingsError::Invalid {
                     variable: OWN_INITIATOR,
@@ -137,11 +112,8 @@ impl AutoRetrySettings {
                 })
             })
             .transpose()?;
-        let dry_run = match get(DRY_RUN) {
-            None => false,
-            Some(value) => parse_bool(DRY_RUN, &value)?,
-        };
-        let batch_recheck_delay = seconds(BATCH_RECHECK_SECONDS, DEFAULT_BATCH_RECHECK)?;
+        let dry_run = env.switch(DRY_RUN, false)?;
+        let batch_recheck_delay = env.seconds(BATCH_RECHECK_SECONDS, DEFAULT_BATCH_RECHECK)?;
         if batch_recheck_delay > MAX_RECHECK {
             return Err(SettingsError::Invalid {
                 variable: BATCH_RECHECK_SECONDS,
@@ -149,19 +121,19 @@ impl AutoRetrySettings {
                 expected: "at most 900 (the longest SQS delay)",
             });
         }
-        let batch_max_rechecks = get(BATCH_MAX_RECHECKS)
-            .map_or(Ok(DEFAULT_BATCH_MAX_RECHECKS), |value| {
-                parse_u32(BATCH_MAX_RECHECKS, &value, "a whole number")
-            })?;
+        let batch_max_rechecks = env.whole_number(
+            BATCH_MAX_RECHECKS,
+            DEFAULT_BATCH_MAX_RECHECKS,
+            "a whole number",
+        )?;
 
         Ok(Self {
-            config_uri: required(CONFIG_URI)?,
-            config_ttl: seconds(CONFIG_TTL_SECONDS, DEFAULT_CONFIG_TTL)?,
-            project_patterns: get(PROJECT_PATTERNS)
-                .unwrap_or_else(|| DEFAULT_PROJECT_PATTERNS.to_owned()),
-            ledger_table: required(LEDGER_TABLE)?,
-            delay_queue_url: required(DELAY_QUEUE_URL)?,
-            gave_up_topic_arn: get(GAVE_UP_TOPIC_ARN),
+            config_uri: env.required(CONFIG_URI)?,
+            config_ttl: env.seconds(CONFIG_TTL_SECONDS, DEFAULT_CONFIG_TTL)?,
+            project_patterns: env.text_or(PROJECT_PATTERNS, DEFAULT_PROJECT_PATTERNS),
+            ledger_table: env.required(LEDGER_TABLE)?,
+            delay_queue_url: env.required(DELAY_QUEUE_URL)?,
+            gave_up_topic_arn: env.text(GAVE_UP_TOPIC_ARN),
             own_initiator,
             dry_run,
             batch_recheck_delay,
@@ -170,46 +142,14 @@ impl AutoRetrySettings {
     }
 }
 
-/// A whole number from an environment variable, or an error naming it (shared by every
-/// function's settings).
-pub(crate) fn parse_u32(
-    variable: &'static str,
-    value: &str,
-    expected: &'static str,
-) -> Result<u32, SettingsError> {
-    value.trim().parse().map_err(|_| SettingsError::Invalid {
-        variable,
-        value: value.to_owned(),
-        expected,
-    })
-}
-
-/// A switch from an environment variable (`true`/`false`, `1`/`0`, `yes`/`no`), or an error
-/// naming it (shared by every function's settings).
-pub(crate) fn parse_bool(variable: &'static str, value: &str) -> Result<bool, SettingsError> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" => Ok(true),
-        "false" | "0" | "no" => Ok(false),
-        _ => Err(SettingsError::Invalid {
-            variable,
-            value: value.to_owned(),
-            expected: "true or false",
-        }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use std::collections::HashMap;
+    use crate::settings::lookup_from;
 
     fn settings(pairs: &[(&str, &str)]) -> Result<AutoRetrySettings, SettingsError> {
-        let env: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        AutoRetrySettings::from_lookup(|name| env.get(name).cloned())
+        AutoRetrySettings::from_lookup(lookup_from(pairs))
     }
 
     const REQUIRED: [(&str, &str); 3] = [

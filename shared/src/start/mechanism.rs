@@ -438,9 +438,7 @@ fn log_decision(start: &BatchStart, dry_run: bool, result: &Result<StartOutcome,
 pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use std::collections::{HashMap, VecDeque};
     use std::net::SocketAddr;
-    use std::sync::Mutex;
 
     use aws_sdk_codebuild::config::retry::RetryConfig;
     use aws_sdk_codebuild::config::{BehaviorVersion, Credentials, Region};
@@ -452,228 +450,12 @@ pub(crate) mod tests {
     use super::*;
     use crate::aws::SdkCodeBuild;
     use crate::config::{ProjectPattern, ReaperPolicy, RetryPolicy};
-    use crate::ledger::{LedgerRecord, RecordStatus, epoch_ms, outcome_of_lost_claim};
-    use crate::model::{BuildStatus, EnvironmentVariable, EnvironmentVariableType};
-    use crate::ports::{
-        BatchLookup, BuildLookup, ListBuildBatchesRequest, Page, RetryBuildBatchRequest,
-        RetryBuildRequest,
-    };
-    use crate::webhook::Provider;
-
-    // -----------------------------------------------------------------------------------------
-    // Fakes
-
-    /// `StartBuildBatch` only, idempotent per token like CodeBuild's; every call recorded.
-    #[derive(Default)]
-    pub(crate) struct FakeCodeBuild {
-        starts: Mutex<Vec<StartBuildBatchRequest>>,
-        errors: Mutex<VecDeque<CodeBuildError>>,
-        by_token: Mutex<HashMap<String, BuildBatch>>,
-    }
-
-    impl FakeCodeBuild {
-        fn starts(&self) -> Vec<StartBuildBatchRequest> {
-            self.starts.lock().unwrap().clone()
-        }
-        fn fail_next(&self, err: CodeBuildError) {
-            self.errors.lock().unwrap().push_back(err);
-        }
-    }
-
-    fn unused<T>() -> Result<T, CodeBuildError> {
-        Err(CodeBuildError::Unexpected {
-            operation: "fake",
-            code: None,
-            message: "not used by starts".into(),
-        })
-    }
-
-    impl CodeBuild for FakeCodeBuild {
-        async fn batch_get_builds(
-            &self,
-            _: &[crate::model::BuildId],
-        ) -> Result<BuildLookup, CodeBuildError> {
-            unused()
-        }
-        async fn retry_build(
-            &self,
-            _: &RetryBuildRequest,
-        ) -> Result<crate::model::Build, CodeBuildError> {
-            unused()
-        }
-        async fn retry_build_batch(
-            &self,
-            _: &RetryBuildBatchRequest,
-        ) -> Result<BuildBatch, CodeBuildError> {
-            unused()
-        }
-        async fn start_build_batch(
-            &self,
-            request: &StartBuildBatchRequest,
-        ) -> Result<BuildBatch, CodeBuildError> {
-            self.starts.lock().unwrap().push(request.clone());
-            if let Some(err) = self.errors.lock().unwrap().pop_front() {
-                return Err(err);
-            }
-            let mut made = self.by_token.lock().unwrap();
-            let n = made.len() as i64 + 1;
-            let batch = made
-                .entry(request.token.as_str().to_owned())
-                .or_insert_with(|| batch_of(&request.project, n));
-            Ok(batch.clone())
-        }
-        async fn stop_build_batch(&self, _: &BatchId) -> Result<BuildBatch, CodeBuildError> {
-            unused()
-        }
-        async fn batch_get_build_batches(
-            &self,
-            _: &[BatchId],
-        ) -> Result<BatchLookup, CodeBuildError> {
-            unused()
-        }
-        async fn list_build_batches_for_project(
-            &self,
-            _: &ListBuildBatchesRequest,
-        ) -> Result<Page<BatchId>, CodeBuildError> {
-            unused()
-        }
-        async fn list_projects(&self, _: Option<&str>) -> Result<Page<String>, CodeBuildError> {
-            unused()
-        }
-    }
-
-    fn batch_of(project: &str, n: i64) -> BuildBatch {
-        BuildBatch {
-            id: BatchId::new(project, &format!("00000000-0000-4000-8000-{n:012}")).unwrap(),
-            arn: None,
-            status: BuildStatus::InProgress,
-            complete: false,
-            source_version: None,
-            resolved_source_version: None,
-            initiator: None,
-            start_time: None,
-            end_time: None,
-            environment_variables: Vec::new(),
-            build_ids: Vec::new(),
-            batch_number: Some(n),
-            current_phase: None,
-            groups: Vec::new(),
-        }
-    }
-
-    /// An in-memory ledger with the claim semantics of the design note.
-    #[derive(Default)]
-    pub(crate) struct FakeLedger {
-        records: Mutex<HashMap<String, (LedgerRecord, String)>>,
-        claims_made: Mutex<u32>,
-        unavailable: Mutex<bool>,
-        complete_unavailable: Mutex<bool>,
-    }
-
-    impl FakeLedger {
-        fn record(&self, key: &LedgerKey) -> Option<LedgerRecord> {
-            self.records
-                .lock()
-                .unwrap()
-                .get(key.as_str())
-                .map(|(r, _)| r.clone())
-        }
-        pub(crate) fn claims_made(&self) -> u32 {
-            *self.claims_made.lock().unwrap()
-        }
-        pub(crate) fn set_unavailable(&self, down: bool) {
-            *self.unavailable.lock().unwrap() = down;
-        }
-        fn down(&self, operation: &'static str) -> Result<(), LedgerError> {
-            if *self.unavailable.lock().unwrap() {
-                return Err(LedgerError::Unavailable {
-                    operation,
-                    message: "connection refused".into(),
-                });
-            }
-            Ok(())
-        }
-    }
-
-    impl Ledger for FakeLedger {
-        async fn claim(&self, request: &ClaimRequest) -> Result<ClaimOutcome, LedgerError> {
-            self.down("PutItem")?;
-            *self.claims_made.lock().unwrap() += 1;
-            let mut records = self.records.lock().unwrap();
-            let key = request.key.as_str().to_owned();
-            let free = records.get(&key).is_none_or(|(r, _)| {
-                r.status == RecordStatus::InProgress
-                    && r.in_progress_until_ms < epoch_ms(request.now)
-            });
-            if !free {
-                return outcome_of_lost_claim(records[&key].0.clone(), &request.payload_hash);
-            }
-            let claim_id = format!("claim-{}", self.claims_made());
-            let until = request.in_progress_until_ms();
-            let record = LedgerRecord {
-                status: RecordStatus::InProgress,
-                payload_hash: request.payload_hash.clone(),
-                in_progress_until_ms: until,
-                result: None,
-                reason: None,
-            };
-            records.insert(key, (record, claim_id.clone()));
-            Ok(ClaimOutcome::Won(Claim {
-                key: request.key.clone(),
-                claim_id,
-                in_progress_until_ms: until,
-            }))
-        }
-        async fn complete(&self, claim: &Claim, result: &Value) -> Result<(), LedgerError> {
-            self.down("UpdateItem")?;
-            if *self.complete_unavailable.lock().unwrap() {
-                return Err(LedgerError::Throttled {
-                    operation: "UpdateItem",
-                    message: "slow down".into(),
-                });
-            }
-            let mut records = self.records.lock().unwrap();
-            match records.get_mut(claim.key.as_str()) {
-                Some((r, id)) if *id == claim.claim_id && r.status == RecordStatus::InProgress => {
-                    r.status = RecordStatus::Completed;
-                    r.result = Some(result.clone());
-                    Ok(())
-                }
-                _ => Err(LedgerError::ClaimLost {
-                    key: claim.key.clone(),
-                }),
-            }
-        }
-        async fn release(&self, claim: &Claim) -> Result<(), LedgerError> {
-            self.down("DeleteItem")?;
-            let mut records = self.records.lock().unwrap();
-            if records
-                .get(claim.key.as_str())
-                .is_some_and(|(_, id)| *id == claim.claim_id)
-            {
-                records.remove(claim.key.as_str());
-            }
-            Ok(())
-        }
-        async fn fail(&self, claim: &Claim, reason: &str) -> Result<(), LedgerError> {
-            self.down("UpdateItem")?;
-            let mut records = self.records.lock().unwrap();
-            if let Some((r, id)) = records.get_mut(claim.key.as_str())
-                && *id == claim.claim_id
-            {
-                r.status = RecordStatus::Failed;
-                r.reason = Some(reason.to_owned());
-            }
-            Ok(())
-        }
-    }
+    use crate::ledger::RecordStatus;
+    use crate::model::BuildStatus;
+    use crate::testing::{Call, FakeCodeBuild, FakeLedger, env, now, push_start};
 
     // -----------------------------------------------------------------------------------------
     // Inputs
-
-    pub(crate) fn now() -> DateTime<Utc> {
-        DateTime::from_timestamp(1_700_000_000, 0).unwrap()
-    }
 
     fn run() -> StartRun {
         StartRun {
@@ -683,29 +465,11 @@ pub(crate) mod tests {
         }
     }
 
-    fn env(name: &str, value: &str) -> EnvironmentVariable {
-        EnvironmentVariable {
-            name: name.into(),
-            value: value.into(),
-            variable_type: EnvironmentVariableType::Plaintext,
-        }
-    }
-
+    /// A push's start with a timeout override, so the request shows it is passed on.
     fn webhook_start(project: &str, delivery: &str, branch: &str) -> BatchStart {
         BatchStart {
-            project: project.into(),
-            source_version: Some(format!("refs/heads/{branch}")),
-            environment: vec![env("AUTOPILOT_BRANCH", branch)],
-            report_status: Some(true),
-            buildspec_override: None,
             timeout_minutes: Some(30),
-            reason: Some(format!("push to {branch}")),
-            identity: StartIdentity::Webhook {
-                provider: Provider::GitHub,
-                delivery_id: delivery.into(),
-                change_index: None,
-            },
-            supersede: Some(SupersedeScope::Branch(branch.into())),
+            ..push_start(project, delivery, branch)
         }
     }
 
@@ -829,7 +593,7 @@ pub(crate) mod tests {
     async fn throttled_releases_the_claim_and_the_retry_reuses_the_token() {
         let (cb, ledger) = (FakeCodeBuild::default(), FakeLedger::default());
         let start = webhook_start("web", "d-1", "feature/x");
-        cb.fail_next(throttled());
+        cb.fail_next(Call::StartBuildBatch, throttled());
 
         let err = start_batch(&cb, &ledger, &start, run()).await.unwrap_err();
         assert!(matches!(
@@ -869,10 +633,13 @@ pub(crate) mod tests {
     async fn a_permanent_refusal_is_recorded_and_not_asked_again() {
         let (cb, ledger) = (FakeCodeBuild::default(), FakeLedger::default());
         let start = webhook_start("gone", "d-1", "feature/x");
-        cb.fail_next(CodeBuildError::NotFound {
-            operation: "StartBuildBatch",
-            message: "Project cannot be found: gone".into(),
-        });
+        cb.fail_next(
+            Call::StartBuildBatch,
+            CodeBuildError::NotFound {
+                operation: "StartBuildBatch",
+                message: "Project cannot be found: gone".into(),
+            },
+        );
 
         let err = start_batch(&cb, &ledger, &start, run()).await.unwrap_err();
         assert!(matches!(
@@ -897,10 +664,13 @@ pub(crate) mod tests {
     async fn a_token_mismatch_at_codebuild_is_a_conflict_and_frees_the_key() {
         let (cb, ledger) = (FakeCodeBuild::default(), FakeLedger::default());
         let start = webhook_start("web", "d-1", "feature/x");
-        cb.fail_next(CodeBuildError::IdempotencyConflict {
-            operation: "StartBuildBatch",
-            message: "token reused".into(),
-        });
+        cb.fail_next(
+            Call::StartBuildBatch,
+            CodeBuildError::IdempotencyConflict {
+                operation: "StartBuildBatch",
+                message: "token reused".into(),
+            },
+        );
 
         let err = start_batch(&cb, &ledger, &start, run()).await.unwrap_err();
 
@@ -911,7 +681,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn a_start_not_recorded_says_which_batch_and_keeps_the_claim() {
         let (cb, ledger) = (FakeCodeBuild::default(), FakeLedger::default());
-        *ledger.complete_unavailable.lock().unwrap() = true;
+        ledger.set_complete_throttled(true);
         let start = webhook_start("web", "d-1", "feature/x");
 
         let err = start_batch(&cb, &ledger, &start, run()).await.unwrap_err();
@@ -1191,19 +961,18 @@ pub(crate) mod tests {
         let ledger = FakeLedger::default();
         let web = entry("web");
 
-        let feature = webhook_start("web", "d-1", "feature/x");
-        let done = start_and_supersede(
-            &emu.adapter,
-            &ledger,
-            &web,
-            &feature,
-            StartRun {
+        // The emulator ages batches by the wall clock, so the start runs at the real now.
+        let start_now = async |start: &BatchStart| {
+            let live = StartRun {
                 now: Utc::now(),
                 ..run()
-            },
-        )
-        .await
-        .unwrap();
+            };
+            start_and_supersede(&emu.adapter, &ledger, &web, start, live)
+                .await
+                .unwrap()
+        };
+
+        let done = start_now(&webhook_start("web", "d-1", "feature/x")).await;
         let summary = done.supersede.unwrap();
         assert_eq!(summary.stopped.superseded, 1);
         assert_eq!(emu.status_of(&older_feature).await, BuildStatus::Stopped);
@@ -1212,19 +981,7 @@ pub(crate) mod tests {
         assert_eq!(emu.status_of(newer).await, BuildStatus::InProgress);
 
         // `main` is protected: its older batch keeps running.
-        let main = webhook_start("web", "d-2", "main");
-        let done = start_and_supersede(
-            &emu.adapter,
-            &ledger,
-            &web,
-            &main,
-            StartRun {
-                now: Utc::now(),
-                ..run()
-            },
-        )
-        .await
-        .unwrap();
+        let done = start_now(&webhook_start("web", "d-2", "main")).await;
         let summary = done.supersede.unwrap();
         assert_eq!(summary.stopped.total(), 0);
         assert_eq!(summary.skipped.get("protected_branch"), Some(&1));

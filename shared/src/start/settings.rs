@@ -4,14 +4,14 @@
 
 use std::time::Duration;
 
-use crate::retry::settings::{parse_bool, parse_u32};
+use crate::retry::settings::DEFAULT_PROJECT_PATTERNS;
+use crate::settings::Env;
 
 pub use crate::retry::settings::{
     CONFIG_TTL_SECONDS, CONFIG_URI, DRY_RUN, LEDGER_TABLE, PROJECT_PATTERNS, SettingsError,
 };
 
 const DEFAULT_CONFIG_TTL: Duration = crate::config::DEFAULT_CONFIG_TTL;
-const DEFAULT_PROJECT_PATTERNS: &str = "*";
 
 /// The batch-starter function's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,27 +37,14 @@ impl StarterSettings {
     /// Reads the settings through `lookup` (the environment, or a map in tests). Empty values
     /// count as unset, as for auto-retry.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
-        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let required =
-            |variable: &'static str| get(variable).ok_or(SettingsError::Missing { variable });
-        let config_ttl = match get(CONFIG_TTL_SECONDS) {
-            None => DEFAULT_CONFIG_TTL,
-            Some(value) => Duration::from_secs(u64::from(parse_u32(
-                CONFIG_TTL_SECONDS,
-                &value,
-                "whole seconds",
-            )?)),
-        };
-        let dry_run = match get(DRY_RUN) {
-            None => false,
-            Some(value) => parse_bool(DRY_RUN, &value)?,
-        };
+        let env = Env::new(lookup);
+        let config_ttl = env.seconds(CONFIG_TTL_SECONDS, DEFAULT_CONFIG_TTL)?;
+        let dry_run = env.switch(DRY_RUN, false)?;
         Ok(Self {
-            config_uri: required(CONFIG_URI)?,
+            config_uri: env.required(CONFIG_URI)?,
             config_ttl,
-            project_patterns: get(PROJECT_PATTERNS)
-                .unwrap_or_else(|| DEFAULT_PROJECT_PATTERNS.to_owned()),
-            ledger_table: required(LEDGER_TABLE)?,
+            project_patterns: env.text_or(PROJECT_PATTERNS, DEFAULT_PROJECT_PATTERNS),
+            ledger_table: env.required(LEDGER_TABLE)?,
             dry_run,
         })
     }
@@ -67,14 +54,10 @@ impl StarterSettings {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use std::collections::HashMap;
+    use crate::settings::lookup_from;
 
     fn settings(pairs: &[(&str, &str)]) -> Result<StarterSettings, SettingsError> {
-        let env: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        StarterSettings::from_lookup(|name| env.get(name).cloned())
+        StarterSettings::from_lookup(lookup_from(pairs))
     }
 
     const REQUIRED: [(&str, &str); 2] = [

@@ -580,204 +580,18 @@ fn shorten(text: &str) -> String {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use std::collections::HashMap;
-    use std::sync::Mutex;
-
     use serde_json::json;
 
     use super::*;
     use crate::config::ConfigUri;
-    use crate::model::{BuildBatch, BuildStatus, EnvironmentVariable, EnvironmentVariableType};
-    use crate::ports::{
-        BatchLookup, BuildLookup, CodeBuildError, ListBuildBatchesRequest, Page,
-        RetryBuildBatchRequest, RetryBuildRequest, ServiceError, StartBuildBatchRequest,
-    };
-    use crate::start::mechanism::tests::FakeLedger;
-    use crate::start::{BatchStart, StartIdentity, SupersedeScope};
+    use crate::model::BuildStatus;
+    use crate::ports::{CodeBuildError, ServiceError};
+    use crate::start::StartIdentity;
+    use crate::testing::{Call, FakeCodeBuild, FakeLedger, env, now, push_start};
     use crate::webhook::Provider;
 
     // -----------------------------------------------------------------------------------------
     // Fakes
-
-    /// CodeBuild in memory: starts idempotent per token, listings, gets and stops over the
-    /// batches it holds; every call counted.
-    #[derive(Default)]
-    struct FakeCodeBuild {
-        batches: Mutex<Vec<BuildBatch>>,
-        by_token: Mutex<HashMap<String, BatchId>>,
-        starts: Mutex<Vec<StartBuildBatchRequest>>,
-        stops: Mutex<Vec<BatchId>>,
-        calls: Mutex<u32>,
-        /// Every start of the project fails so.
-        start_errors: Mutex<HashMap<String, CodeBuildError>>,
-        /// Every listing of the project fails so.
-        list_errors: Mutex<HashMap<String, CodeBuildError>>,
-    }
-
-    impl FakeCodeBuild {
-        fn count_call(&self) {
-            *self.calls.lock().unwrap() += 1;
-        }
-        fn calls(&self) -> u32 {
-            *self.calls.lock().unwrap()
-        }
-        fn starts(&self) -> Vec<StartBuildBatchRequest> {
-            self.starts.lock().unwrap().clone()
-        }
-        fn stops(&self) -> Vec<BatchId> {
-            self.stops.lock().unwrap().clone()
-        }
-        fn fail_starts(&self, project: &str, err: CodeBuildError) {
-            self.start_errors
-                .lock()
-                .unwrap()
-                .insert(project.into(), err);
-        }
-        fn fail_listings(&self, project: &str, err: CodeBuildError) {
-            self.list_errors.lock().unwrap().insert(project.into(), err);
-        }
-        fn status_of(&self, id: &BatchId) -> BuildStatus {
-            let batches = self.batches.lock().unwrap();
-            let batch = batches.iter().find(|b| b.id.id() == id.id()).unwrap();
-            batch.status.clone()
-        }
-        /// A new in-progress batch of `project`, numbered after the project's others.
-        fn add(
-            &self,
-            project: &str,
-            environment: Vec<EnvironmentVariable>,
-            source_version: Option<String>,
-        ) -> BuildBatch {
-            let mut batches = self.batches.lock().unwrap();
-            let number = batches.iter().filter(|b| b.id.project() == project).count() as i64 + 1;
-            let uuid = format!("00000000-0000-4000-8000-{:012}", batches.len() + 1);
-            let batch = BuildBatch {
-                id: BatchId::new(project, &uuid).unwrap(),
-                arn: None,
-                status: BuildStatus::InProgress,
-                complete: false,
-                source_version,
-                resolved_source_version: None,
-                initiator: None,
-                start_time: Some(now() - chrono::TimeDelta::minutes(10)),
-                end_time: None,
-                environment_variables: environment,
-                build_ids: Vec::new(),
-                batch_number: Some(number),
-                current_phase: None,
-                groups: Vec::new(),
-            };
-            batches.push(batch.clone());
-            batch
-        }
-        /// A running batch of `project` with one plaintext variable (`AUTOPILOT_PR`, ...).
-        fn seed(&self, project: &str, name: &str, value: &str) -> BatchId {
-            self.add(project, vec![env(name, value)], None).id
-        }
-    }
-
-    fn unused<T>() -> Result<T, CodeBuildError> {
-        Err(CodeBuildError::Unexpected {
-            operation: "fake",
-            code: None,
-            message: "not used by the starter".into(),
-        })
-    }
-
-    impl CodeBuild for FakeCodeBuild {
-        async fn batch_get_builds(
-            &self,
-            _: &[crate::model::BuildId],
-        ) -> Result<BuildLookup, CodeBuildError> {
-            unused()
-        }
-        async fn retry_build(
-            &self,
-            _: &RetryBuildRequest,
-        ) -> Result<crate::model::Build, CodeBuildError> {
-            unused()
-        }
-        async fn retry_build_batch(
-            &self,
-            _: &RetryBuildBatchRequest,
-        ) -> Result<BuildBatch, CodeBuildError> {
-            unused()
-        }
-        async fn start_build_batch(
-            &self,
-            request: &StartBuildBatchRequest,
-        ) -> Result<BuildBatch, CodeBuildError> {
-            self.count_call();
-            self.starts.lock().unwrap().push(request.clone());
-            if let Some(err) = self.start_errors.lock().unwrap().get(&request.project) {
-                return Err(err.clone());
-            }
-            let token = request.token.as_str().to_owned();
-            let known = self.by_token.lock().unwrap().get(&token).cloned();
-            if let Some(id) = known {
-                let batches = self.batches.lock().unwrap();
-                return Ok(batches.iter().find(|b| b.id == id).unwrap().clone());
-            }
-            let batch = self.add(
-                &request.project,
-                request.environment_variables.clone(),
-                request.source_version.clone(),
-            );
-            self.by_token
-                .lock()
-                .unwrap()
-                .insert(token, batch.id.clone());
-            Ok(batch)
-        }
-        async fn stop_build_batch(&self, id: &BatchId) -> Result<BuildBatch, CodeBuildError> {
-            self.count_call();
-            self.stops.lock().unwrap().push(id.clone());
-            let mut batches = self.batches.lock().unwrap();
-            let batch = batches.iter_mut().find(|b| b.id.id() == id.id()).unwrap();
-            batch.status = BuildStatus::Stopped;
-            batch.complete = true;
-            Ok(batch.clone())
-        }
-        async fn batch_get_build_batches(
-            &self,
-            ids: &[BatchId],
-        ) -> Result<BatchLookup, CodeBuildError> {
-            self.count_call();
-            let batches = self.batches.lock().unwrap();
-            Ok(BatchLookup {
-                batches: batches
-                    .iter()
-                    .filter(|b| ids.iter().any(|id| id.id() == b.id.id()))
-                    .cloned()
-                    .collect(),
-                not_found: Vec::new(),
-            })
-        }
-        async fn list_build_batches_for_project(
-            &self,
-            request: &ListBuildBatchesRequest,
-        ) -> Result<Page<BatchId>, CodeBuildError> {
-            self.count_call();
-            if let Some(err) = self.list_errors.lock().unwrap().get(&request.project) {
-                return Err(err.clone());
-            }
-            let batches = self.batches.lock().unwrap();
-            let items = batches
-                .iter()
-                .rev()
-                .filter(|b| b.id.project() == request.project)
-                .filter(|b| request.status.as_ref().is_none_or(|s| *s == b.status))
-                .map(|b| b.id.clone())
-                .collect();
-            Ok(Page {
-                items,
-                next_token: None,
-            })
-        }
-        async fn list_projects(&self, _: Option<&str>) -> Result<Page<String>, CodeBuildError> {
-            unused()
-        }
-    }
 
     /// The configuration text from a string, or a failure.
     struct FixedSource(Result<String, ServiceError>);
@@ -801,10 +615,6 @@ name = "quiet"
 dry_run = true
 "#;
 
-    fn now() -> DateTime<Utc> {
-        DateTime::from_timestamp(1_700_000_000, 0).unwrap()
-    }
-
     fn config() -> Config {
         Config::from_toml(CONFIG, &AllowedProjects::all()).unwrap()
     }
@@ -826,34 +636,15 @@ dry_run = true
         }
     }
 
-    fn env(name: &str, value: &str) -> EnvironmentVariable {
-        EnvironmentVariable {
-            name: name.into(),
-            value: value.into(),
-            variable_type: EnvironmentVariableType::Plaintext,
-        }
-    }
-
-    fn start(project: &str, delivery: &str, branch: &str) -> BatchStart {
-        BatchStart {
-            project: project.into(),
-            source_version: Some(format!("refs/heads/{branch}")),
-            environment: vec![env("AUTOPILOT_BRANCH", branch)],
-            report_status: Some(true),
-            buildspec_override: None,
-            timeout_minutes: None,
-            reason: Some(format!("push to {branch}")),
-            identity: StartIdentity::Webhook {
-                provider: Provider::GitHub,
-                delivery_id: delivery.into(),
-                change_index: None,
-            },
-            supersede: Some(SupersedeScope::Branch(branch.into())),
-        }
-    }
-
     fn start_body(project: &str, delivery: &str, branch: &str) -> String {
-        serde_json::to_string(&StarterWork::Start(start(project, delivery, branch))).unwrap()
+        serde_json::to_string(&StarterWork::Start(push_start(project, delivery, branch))).unwrap()
+    }
+
+    /// A running batch of `project` with one plaintext variable (`AUTOPILOT_PR`, ...).
+    fn seed(codebuild: &FakeCodeBuild, project: &str, name: &str, value: &str) -> BatchId {
+        codebuild
+            .add_running_batch(project, vec![env(name, value)], None)
+            .id
     }
 
     fn stop_body(project: &str, pull_request: &str) -> String {
@@ -922,7 +713,9 @@ dry_run = true
     #[tokio::test]
     async fn a_batch_hands_back_exactly_the_malformed_and_the_throttled() {
         let (config, allowed, ports) = (config(), AllowedProjects::all(), ports());
-        ports.codebuild.fail_starts("api", throttled());
+        ports
+            .codebuild
+            .fail_project(Call::StartBuildBatch, "api", throttled());
 
         let (failed, report) = handle(
             &ports,
@@ -993,7 +786,7 @@ dry_run = true
     #[tokio::test]
     async fn a_dry_run_starts_and_stops_nothing() {
         let (config, allowed, ports) = (config(), AllowedProjects::all(), ports());
-        ports.codebuild.seed("web", "AUTOPILOT_PR", "7");
+        seed(&ports.codebuild, "web", "AUTOPILOT_PR", "7");
         let dry = Invocation {
             dry_run: true,
             ..invocation(&config, &allowed)
@@ -1067,20 +860,20 @@ dry_run = true
                 .iter()
                 .all(|d| d.action == RecordAction::Rejected)
         );
-        assert_eq!(ports.codebuild.calls(), 0, "no CodeBuild call");
+        assert_eq!(ports.codebuild.calls(), [], "no CodeBuild call");
     }
 
     #[tokio::test]
     async fn closing_a_pull_request_stops_only_its_batches() {
         let (config, allowed, ports) = (config(), AllowedProjects::all(), ports());
         let cb = &ports.codebuild;
-        let web_pr7 = cb.seed("web", "AUTOPILOT_PR", "7");
+        let web_pr7 = seed(cb, "web", "AUTOPILOT_PR", "7");
         let web_pr7_by_ref = cb
-            .add("web", Vec::new(), Some("refs/pull/7/head".into()))
+            .add_running_batch("web", Vec::new(), Some("refs/pull/7/head".into()))
             .id;
-        let web_pr8 = cb.seed("web", "AUTOPILOT_PR", "8");
-        let web_branch = cb.seed("web", "AUTOPILOT_BRANCH", "7");
-        let api_pr7 = cb.seed("api", "AUTOPILOT_PR", "7");
+        let web_pr8 = seed(cb, "web", "AUTOPILOT_PR", "8");
+        let web_branch = seed(cb, "web", "AUTOPILOT_BRANCH", "7");
+        let api_pr7 = seed(cb, "api", "AUTOPILOT_PR", "7");
 
         let (failed, report) = handle(
             &ports,
@@ -1105,14 +898,16 @@ dry_run = true
     #[tokio::test]
     async fn a_stop_that_cannot_list_is_handed_back() {
         let (config, allowed, ports) = (config(), AllowedProjects::all(), ports());
-        ports.codebuild.fail_listings(
+        ports.codebuild.fail_project(
+            Call::ListBuildBatchesForProject,
             "web",
             CodeBuildError::Throttled {
                 operation: "ListBuildBatchesForProject",
                 message: "Rate exceeded".into(),
             },
         );
-        ports.codebuild.fail_listings(
+        ports.codebuild.fail_project(
+            Call::ListBuildBatchesForProject,
             "api",
             CodeBuildError::NotFound {
                 operation: "ListBuildBatchesForProject",
@@ -1163,7 +958,7 @@ dry_run = true
 
         assert_eq!(failed, ["m-1", "m-2"]);
         assert!(report.decisions.iter().all(|d| d.reason == "deadline_near"));
-        assert_eq!(ports.codebuild.calls(), 0, "no CodeBuild call");
+        assert_eq!(ports.codebuild.calls(), [], "no CodeBuild call");
 
         // With the margin left, the same messages are handled.
         let enough = Invocation {
@@ -1178,7 +973,8 @@ dry_run = true
     #[tokio::test]
     async fn a_permanent_refusal_is_handed_back_and_codebuild_is_not_asked_again() {
         let (config, allowed, ports) = (config(), AllowedProjects::all(), ports());
-        ports.codebuild.fail_starts(
+        ports.codebuild.fail_project(
+            Call::StartBuildBatch,
             "web",
             CodeBuildError::NotFound {
                 operation: "StartBuildBatch",
@@ -1204,8 +1000,8 @@ dry_run = true
     #[tokio::test]
     async fn a_start_supersedes_the_older_batch_of_its_branch() {
         let (config, allowed, ports) = (config(), AllowedProjects::all(), ports());
-        let older = ports.codebuild.seed("web", "AUTOPILOT_BRANCH", "feature/x");
-        let other = ports.codebuild.seed("web", "AUTOPILOT_BRANCH", "feature/y");
+        let older = seed(&ports.codebuild, "web", "AUTOPILOT_BRANCH", "feature/x");
+        let other = seed(&ports.codebuild, "web", "AUTOPILOT_BRANCH", "feature/y");
 
         let (failed, report) = handle(
             &ports,

@@ -8,7 +8,7 @@
 
 use serde::Deserialize;
 
-use super::github::payload::{LenientU64, payload_error};
+use super::payload::{LenientU64, is_from_fork, read, unsupported_event};
 use super::{
     ChangedFiles, EventKind, PayloadError, Provider, PullRequest, Repository, SourceEvent,
     Understood,
@@ -22,24 +22,18 @@ use super::{
 pub fn parse(event: &str, delivery_id: &str, body: &[u8]) -> Result<Understood, PayloadError> {
     let pull_request_kind = match event {
         "repo:push" => {
-            let push: PushPayload = serde_json::from_slice(body)
-                .map_err(|e| payload_error(Provider::Bitbucket, event, &e))?;
-            return Ok(push.understand(delivery_id));
+            return read::<PushPayload>(Provider::Bitbucket, event, body)
+                .map(|push| push.understand(delivery_id));
         }
         "pullrequest:created" => EventKind::PullRequestOpened,
         // Also sent for title or description edits: the payload cannot tell them apart.
         "pullrequest:updated" => EventKind::PullRequestUpdated,
         "pullrequest:fulfilled" => EventKind::PullRequestMerged,
         "pullrequest:rejected" => EventKind::PullRequestClosed,
-        other => {
-            return Ok(Understood::Ignored {
-                reason: format!("unsupported_event: {other}"),
-            });
-        }
+        other => return Ok(unsupported_event(other)),
     };
-    let pr: PullRequestPayload =
-        serde_json::from_slice(body).map_err(|e| payload_error(Provider::Bitbucket, event, &e))?;
-    Ok(pr.understand(pull_request_kind, delivery_id))
+    read::<PullRequestPayload>(Provider::Bitbucket, event, body)
+        .map(|pr| pr.understand(pull_request_kind, delivery_id))
 }
 
 #[derive(Deserialize)]
@@ -243,16 +237,14 @@ struct EndpointRepository {
 impl PullRequestPayload {
     fn understand(self, kind: EventKind, delivery_id: &str) -> Understood {
         let pr = self.pullrequest;
-        let destination_name = pr
-            .destination
-            .repository
-            .as_ref()
-            .map_or(self.repository.full_name.as_str(), |r| r.full_name.as_str());
-        let from_fork = pr
-            .source
-            .repository
-            .as_ref()
-            .is_none_or(|source| source.full_name != destination_name);
+        let from_fork = is_from_fork(
+            pr.source.repository.as_ref().map(|r| r.full_name.as_str()),
+            pr.destination
+                .repository
+                .as_ref()
+                .map(|r| r.full_name.as_str()),
+            &self.repository.full_name,
+        );
         let (commit, commit_message) = match pr.source.commit {
             // Bitbucket sends the short (12-character) hash here.
             Some(c) => (Some(c.hash), c.message),
@@ -283,6 +275,7 @@ impl PullRequestPayload {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use crate::webhook::payload::test_support::*;
     use serde_json::{Value, json};
 
     const PUSH: &[u8] = include_bytes!("../../tests/fixtures/webhooks/bitbucket/repo_push.json");
@@ -300,22 +293,11 @@ mod tests {
     }
 
     fn changes(event: &str, body: &[u8]) -> Vec<SourceEvent> {
-        match parse(event, DELIVERY, body).unwrap() {
-            Understood::Changes(changes) => changes,
-            other => panic!("expected changes, got {other:?}"),
-        }
+        crate::webhook::payload::test_support::changes(parse, DELIVERY, event, body)
     }
 
     fn one_change(event: &str, body: &[u8]) -> SourceEvent {
-        let mut all = changes(event, body);
-        assert_eq!(all.len(), 1);
-        all.remove(0)
-    }
-
-    fn edited(fixture: &[u8], edit: impl FnOnce(&mut Value)) -> Vec<u8> {
-        let mut value: Value = serde_json::from_slice(fixture).unwrap();
-        edit(&mut value);
-        serde_json::to_vec(&value).unwrap()
+        crate::webhook::payload::test_support::one_change(parse, DELIVERY, event, body)
     }
 
     #[test]
@@ -486,22 +468,13 @@ mod tests {
 
     #[test]
     fn unsupported_events_are_ignored() {
-        for event in ["repo:fork", "pullrequest:approved"] {
-            assert_eq!(
-                parse(event, DELIVERY, b"{}").unwrap(),
-                Understood::Ignored {
-                    reason: format!("unsupported_event: {event}")
-                }
-            );
-        }
+        assert_events_ignored(parse, DELIVERY, &["repo:fork", "pullrequest:approved"]);
     }
 
     #[test]
     fn malformed_json_is_a_payload_error() {
-        let error = parse("repo:push", DELIVERY, b"{\"push\": {").unwrap_err();
-        assert_eq!(error.provider, Provider::Bitbucket);
-        assert_eq!(error.event, "repo:push");
-        assert!(error.message.contains("EOF"), "{}", error.message);
+        let body = b"{\"push\": {";
+        assert_payload_error(parse, Provider::Bitbucket, "repo:push", body, "EOF");
     }
 
     #[test]
@@ -509,12 +482,8 @@ mod tests {
         let body = edited(PUSH, |v| {
             v["push"].as_object_mut().unwrap().remove("changes");
         });
-        let error = parse("repo:push", DELIVERY, &body).unwrap_err();
-        assert!(
-            error.message.contains("missing field `changes`"),
-            "{}",
-            error.message
-        );
+        let fragment = "missing field `changes`";
+        assert_payload_error(parse, Provider::Bitbucket, "repo:push", &body, fragment);
 
         let body = edited(PR_UPDATED, |v| {
             v["pullrequest"]["destination"]
@@ -522,12 +491,13 @@ mod tests {
                 .unwrap()
                 .remove("branch");
         });
-        let error = parse("pullrequest:fulfilled", DELIVERY, &body).unwrap_err();
-        assert_eq!(error.event, "pullrequest:fulfilled");
-        assert!(
-            error.message.contains("missing field `branch`"),
-            "{}",
-            error.message
+        let event = "pullrequest:fulfilled";
+        assert_payload_error(
+            parse,
+            Provider::Bitbucket,
+            event,
+            &body,
+            "missing field `branch`",
         );
     }
 }

@@ -2,13 +2,15 @@
 //! [`SourceEvent`]s.
 //!
 //! Only the fields routing needs are modelled; everything else in GitHub's large payloads is
-//! ignored. Also home of the small lenient-number types the other providers' parsers share
-//! ([`payload`]), since real payloads send ids as integers, floats (`55.0`) or strings.
+//! ignored.
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use self::payload::{LenientId, LenientU64, changed_files_union, is_zero_sha, payload_error};
+use super::payload::{
+    LenientId, LenientU64, changed_files_union, is_from_fork, is_zero_sha, read,
+    unsupported_action, unsupported_event, unsupported_ref,
+};
 use super::{
     ChangedFiles, EventKind, PayloadError, Provider, PullRequest, Repository, SourceEvent,
     Understood,
@@ -25,25 +27,13 @@ const PUSH_COMMIT_LIST_CAP: usize = 20;
 /// [`Understood::Ignored`]; a body that is not what its event promises is a [`PayloadError`].
 pub fn parse(event: &str, delivery_id: &str, body: &[u8]) -> Result<Understood, PayloadError> {
     match event {
-        "ping" => {
-            // Nothing to read, but a ping that is not JSON is still not a GitHub ping.
-            serde_json::from_slice::<IgnoredAny>(body)
-                .map_err(|e| payload_error(Provider::GitHub, event, &e))?;
-            Ok(Understood::Ping)
-        }
-        "push" => {
-            let push: PushPayload = serde_json::from_slice(body)
-                .map_err(|e| payload_error(Provider::GitHub, event, &e))?;
-            Ok(push.understand(delivery_id))
-        }
-        "pull_request" => {
-            let pr: PullRequestPayload = serde_json::from_slice(body)
-                .map_err(|e| payload_error(Provider::GitHub, event, &e))?;
-            Ok(pr.understand(delivery_id))
-        }
-        other => Ok(Understood::Ignored {
-            reason: format!("unsupported_event: {other}"),
-        }),
+        // Nothing to read, but a ping that is not JSON is still not a GitHub ping.
+        "ping" => read::<IgnoredAny>(Provider::GitHub, event, body).map(|_| Understood::Ping),
+        "push" => read::<PushPayload>(Provider::GitHub, event, body)
+            .map(|push| push.understand(delivery_id)),
+        "pull_request" => read::<PullRequestPayload>(Provider::GitHub, event, body)
+            .map(|pr| pr.understand(delivery_id)),
+        other => Ok(unsupported_event(other)),
     }
 }
 
@@ -112,9 +102,7 @@ impl PushPayload {
     fn understand(self, delivery_id: &str) -> Understood {
         let is_tag = self.git_ref.starts_with("refs/tags/");
         if !is_tag && !self.git_ref.starts_with("refs/heads/") {
-            return Understood::Ignored {
-                reason: format!("unsupported_ref: {}", self.git_ref),
-            };
+            return unsupported_ref(&self.git_ref);
         }
         let deleted = self.deleted || is_zero_sha(&self.after);
         let kind = match (deleted, is_tag) {
@@ -227,23 +215,14 @@ impl PullRequestPayload {
             "reopened" => EventKind::PullRequestReopened,
             "closed" if self.pull_request.merged == Some(true) => EventKind::PullRequestMerged,
             "closed" => EventKind::PullRequestClosed,
-            other => {
-                return Understood::Ignored {
-                    reason: format!("unsupported_action: {other}"),
-                };
-            }
+            other => return unsupported_action(other),
         };
         let pr = self.pull_request;
-        let base_full_name = pr
-            .base
-            .repo
-            .as_ref()
-            .map_or(self.repository.full_name.as_str(), |r| r.full_name.as_str());
-        let from_fork = pr
-            .head
-            .repo
-            .as_ref()
-            .is_none_or(|head| head.full_name != base_full_name);
+        let from_fork = is_from_fork(
+            pr.head.repo.as_ref().map(|r| r.full_name.as_str()),
+            pr.base.repo.as_ref().map(|r| r.full_name.as_str()),
+            &self.repository.full_name,
+        );
         Understood::Changes(vec![SourceEvent {
             provider: Provider::GitHub,
             delivery_id: delivery_id.to_owned(),
@@ -266,204 +245,11 @@ impl PullRequestPayload {
     }
 }
 
-/// Pieces every provider's payload parser shares: lenient numbers and ids, the all-zeros
-/// commit id, the changed-files union and the error constructor.
-pub(super) mod payload {
-    use std::collections::HashSet;
-    use std::fmt;
-
-    use serde::de::{self, Deserializer, Visitor};
-
-    use super::super::{ChangedFiles, PayloadError, Provider};
-
-    /// Longest error message kept: serde_json quotes offending strings, which come from the
-    /// body and may be long.
-    const MAX_MESSAGE_CHARS: usize = 200;
-
-    /// A [`PayloadError`] from a serde_json error, its message cut short.
-    pub(in super::super) fn payload_error(
-        provider: Provider,
-        event: &str,
-        error: &serde_json::Error,
-    ) -> PayloadError {
-        let full = error.to_string();
-        let message = if full.chars().count() > MAX_MESSAGE_CHARS {
-            let mut cut: String = full.chars().take(MAX_MESSAGE_CHARS).collect();
-            cut.push('…');
-            cut
-        } else {
-            full
-        };
-        PayloadError {
-            provider,
-            event: event.to_owned(),
-            message,
-        }
-    }
-
-    /// True for Git's "no commit" id (`0000…`), which marks a created or deleted ref.
-    pub(in super::super) fn is_zero_sha(sha: &str) -> bool {
-        !sha.is_empty() && sha.bytes().all(|b| b == b'0')
-    }
-
-    /// Every path, deduplicated in first-seen order, as a complete list.
-    pub(in super::super) fn changed_files_union<'a, C, P>(commits: C) -> ChangedFiles
-    where
-        C: IntoIterator<Item = P>,
-        P: IntoIterator<Item = &'a String>,
-    {
-        let mut seen = HashSet::new();
-        let mut paths = Vec::new();
-        for path in commits.into_iter().flatten() {
-            if seen.insert(path.as_str()) {
-                paths.push(path.clone());
-            }
-        }
-        ChangedFiles::Complete(paths)
-    }
-
-    /// A non-negative whole number sent as an integer, a float without fraction (`55.0`) or a
-    /// decimal string.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub(in super::super) struct LenientU64(pub u64);
-
-    /// An id kept as text: a number (normalised to its decimal form, so `4.0` is `"4"`) or a
-    /// string (Bitbucket's account ids).
-    #[derive(Debug, Clone, PartialEq, Eq)]
-    pub(in super::super) struct LenientId(pub String);
-
-    /// Largest float that still holds every whole number exactly.
-    const MAX_EXACT_F64: f64 = 9_007_199_254_740_992.0;
-
-    fn whole_f64<E: de::Error>(v: f64) -> Result<u64, E> {
-        if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v <= MAX_EXACT_F64 {
-            // Checked above: whole, non-negative and within u64's exact range.
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            Ok(v as u64)
-        } else {
-            Err(E::invalid_value(
-                de::Unexpected::Float(v),
-                &"a non-negative whole number",
-            ))
-        }
-    }
-
-    struct U64Visitor;
-
-    impl Visitor<'_> for U64Visitor {
-        type Value = u64;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a non-negative whole number")
-        }
-
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
-            Ok(v)
-        }
-
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
-            u64::try_from(v).map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
-        }
-
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<u64, E> {
-            whole_f64(v)
-        }
-
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
-            v.trim()
-                .parse()
-                .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
-        }
-    }
-
-    impl<'de> serde::Deserialize<'de> for LenientU64 {
-        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-            deserializer.deserialize_any(U64Visitor).map(LenientU64)
-        }
-    }
-
-    struct IdVisitor;
-
-    impl Visitor<'_> for IdVisitor {
-        type Value = String;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("an id (number or string)")
-        }
-
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
-            Ok(v.to_string())
-        }
-
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
-            Ok(v.to_string())
-        }
-
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<String, E> {
-            whole_f64(v).map(|n| n.to_string())
-        }
-
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
-            Ok(v.to_owned())
-        }
-    }
-
-    impl<'de> serde::Deserialize<'de> for LenientId {
-        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-            deserializer.deserialize_any(IdVisitor).map(LenientId)
-        }
-    }
-
-    #[cfg(test)]
-    mod tests {
-        #![allow(clippy::unwrap_used, clippy::expect_used)]
-        use super::*;
-
-        #[test]
-        fn numbers_arrive_as_integers_floats_or_strings() {
-            let parse = |json: &str| serde_json::from_str::<LenientU64>(json).map(|n| n.0);
-            assert_eq!(parse("55").unwrap(), 55);
-            assert_eq!(parse("55.0").unwrap(), 55);
-            assert_eq!(parse("\"55\"").unwrap(), 55);
-            assert!(parse("55.5").is_err());
-            assert!(parse("-1").is_err());
-            assert!(parse("true").is_err());
-        }
-
-        #[test]
-        fn ids_become_their_decimal_text() {
-            let parse = |json: &str| serde_json::from_str::<LenientId>(json).map(|n| n.0);
-            assert_eq!(parse("4").unwrap(), "4");
-            assert_eq!(parse("4.0").unwrap(), "4");
-            assert_eq!(parse("\"udfy9\"").unwrap(), "udfy9");
-            assert!(parse("null").is_err());
-        }
-
-        #[test]
-        fn zero_sha_is_all_zeros_only() {
-            assert!(is_zero_sha("0000000000000000000000000000000000000000"));
-            assert!(!is_zero_sha("0000000000000000000000000000000000000001"));
-            assert!(!is_zero_sha(""));
-        }
-
-        #[test]
-        fn long_error_messages_are_cut() {
-            // serde_json quotes the offending string whole.
-            let long = format!("\"{}\"", "y".repeat(1000));
-            let error = serde_json::from_str::<u64>(&long).unwrap_err();
-            assert!(error.to_string().len() > 1000);
-            let built = payload_error(Provider::GitHub, "push", &error);
-            assert!(built.message.chars().count() < 300, "{}", built.message);
-            assert!(built.message.ends_with('…'));
-            assert!(built.message.starts_with("invalid type: string \"yyy"));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use crate::webhook::payload::test_support::*;
     use serde_json::{Value, json};
 
     const PUSH: &[u8] = include_bytes!("../../tests/fixtures/webhooks/github/push.json");
@@ -484,19 +270,7 @@ mod tests {
     }
 
     fn one_change(event: &str, body: &[u8]) -> SourceEvent {
-        match parse(event, DELIVERY, body).unwrap() {
-            Understood::Changes(mut changes) => {
-                assert_eq!(changes.len(), 1);
-                changes.remove(0)
-            }
-            other => panic!("expected one change, got {other:?}"),
-        }
-    }
-
-    fn edited(fixture: &[u8], edit: impl FnOnce(&mut Value)) -> Vec<u8> {
-        let mut value: Value = serde_json::from_slice(fixture).unwrap();
-        edit(&mut value);
-        serde_json::to_vec(&value).unwrap()
+        crate::webhook::payload::test_support::one_change(parse, DELIVERY, event, body)
     }
 
     /// The fixture push, turned into a live branch push of `commits`.
@@ -589,10 +363,9 @@ mod tests {
 
     #[test]
     fn push_whose_size_exceeds_the_list_has_no_complete_file_list() {
-        let mut body: Value =
-            serde_json::from_slice(&branch_push(json!([commit(&["a"], &[], &[])]))).unwrap();
-        body["size"] = json!(3.0);
-        let body = serde_json::to_vec(&body).unwrap();
+        let body = edited(&branch_push(json!([commit(&["a"], &[], &[])])), |v| {
+            v["size"] = json!(3.0);
+        });
         assert_eq!(
             one_change("push", &body).changed_files,
             ChangedFiles::Unavailable
@@ -791,22 +564,12 @@ mod tests {
 
     #[test]
     fn unsupported_events_are_ignored() {
-        for event in ["issues", "star"] {
-            assert_eq!(
-                parse(event, DELIVERY, b"{}").unwrap(),
-                Understood::Ignored {
-                    reason: format!("unsupported_event: {event}")
-                }
-            );
-        }
+        assert_events_ignored(parse, DELIVERY, &["issues", "star"]);
     }
 
     #[test]
     fn malformed_json_is_a_payload_error() {
-        let error = parse("push", DELIVERY, b"{\"ref\": ").unwrap_err();
-        assert_eq!(error.provider, Provider::GitHub);
-        assert_eq!(error.event, "push");
-        assert!(error.message.contains("EOF"), "{}", error.message);
+        assert_payload_error(parse, Provider::GitHub, "push", b"{\"ref\": ", "EOF");
     }
 
     #[test]
@@ -814,11 +577,12 @@ mod tests {
         let body = edited(PUSH, |v| {
             v.as_object_mut().unwrap().remove("ref");
         });
-        let error = parse("push", DELIVERY, &body).unwrap_err();
-        assert!(
-            error.message.contains("missing field `ref`"),
-            "{}",
-            error.message
+        assert_payload_error(
+            parse,
+            Provider::GitHub,
+            "push",
+            &body,
+            "missing field `ref`",
         );
 
         let body = edited(PR_SYNCHRONIZE, |v| {
@@ -827,12 +591,7 @@ mod tests {
                 .unwrap()
                 .remove("sha");
         });
-        let error = parse("pull_request", DELIVERY, &body).unwrap_err();
-        assert_eq!(error.event, "pull_request");
-        assert!(
-            error.message.contains("missing field `sha`"),
-            "{}",
-            error.message
-        );
+        let event = "pull_request";
+        assert_payload_error(parse, Provider::GitHub, event, &body, "missing field `sha`");
     }
 }

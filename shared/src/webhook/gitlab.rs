@@ -3,8 +3,9 @@
 
 use serde::Deserialize;
 
-use super::github::payload::{
-    LenientId, LenientU64, changed_files_union, is_zero_sha, payload_error,
+use super::payload::{
+    LenientId, LenientU64, changed_files_union, is_zero_sha, read, unsupported_action,
+    unsupported_event, unsupported_ref,
 };
 use super::{
     ChangedFiles, EventKind, PayloadError, Provider, PullRequest, Repository, SourceEvent,
@@ -24,19 +25,11 @@ const PUSH_COMMIT_LIST_CAP: usize = 20;
 pub fn parse(event: &str, delivery_id: &str, body: &[u8]) -> Result<Understood, PayloadError> {
     match event {
         // Both hooks share one shape; the ref tells a branch from a tag.
-        "Push Hook" | "Tag Push Hook" => {
-            let push: PushPayload = serde_json::from_slice(body)
-                .map_err(|e| payload_error(Provider::GitLab, event, &e))?;
-            Ok(push.understand(delivery_id))
-        }
-        "Merge Request Hook" => {
-            let mr: MergeRequestPayload = serde_json::from_slice(body)
-                .map_err(|e| payload_error(Provider::GitLab, event, &e))?;
-            Ok(mr.understand(delivery_id))
-        }
-        other => Ok(Understood::Ignored {
-            reason: format!("unsupported_event: {other}"),
-        }),
+        "Push Hook" | "Tag Push Hook" => read::<PushPayload>(Provider::GitLab, event, body)
+            .map(|push| push.understand(delivery_id)),
+        "Merge Request Hook" => read::<MergeRequestPayload>(Provider::GitLab, event, body)
+            .map(|mr| mr.understand(delivery_id)),
+        other => Ok(unsupported_event(other)),
     }
 }
 
@@ -93,9 +86,7 @@ impl PushPayload {
     fn understand(self, delivery_id: &str) -> Understood {
         let is_tag = self.git_ref.starts_with("refs/tags/");
         if !is_tag && !self.git_ref.starts_with("refs/heads/") {
-            return Understood::Ignored {
-                reason: format!("unsupported_ref: {}", self.git_ref),
-            };
+            return unsupported_ref(&self.git_ref);
         }
         let deleted = is_zero_sha(&self.after);
         let kind = match (deleted, is_tag) {
@@ -213,11 +204,7 @@ impl MergeRequestPayload {
             "merge" => EventKind::PullRequestMerged,
             "close" => EventKind::PullRequestClosed,
             // `update` without new commits (title, labels, …), `approved`, `unapproved`, …
-            other => {
-                return Understood::Ignored {
-                    reason: format!("unsupported_action: {other}"),
-                };
-            }
+            other => return unsupported_action(other),
         };
         let from_fork = match (mr.source_project_id, mr.target_project_id) {
             (Some(source), Some(target)) => source != target,
@@ -253,6 +240,7 @@ impl MergeRequestPayload {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use crate::webhook::payload::test_support::*;
     use serde_json::{Value, json};
 
     const PUSH: &[u8] = include_bytes!("../../tests/fixtures/webhooks/gitlab/push.json");
@@ -264,19 +252,7 @@ mod tests {
     const ZEROS: &str = "0000000000000000000000000000000000000000";
 
     fn one_change(event: &str, body: &[u8]) -> SourceEvent {
-        match parse(event, DELIVERY, body).unwrap() {
-            Understood::Changes(mut changes) => {
-                assert_eq!(changes.len(), 1);
-                changes.remove(0)
-            }
-            other => panic!("expected one change, got {other:?}"),
-        }
-    }
-
-    fn edited(fixture: &[u8], edit: impl FnOnce(&mut Value)) -> Vec<u8> {
-        let mut value: Value = serde_json::from_slice(fixture).unwrap();
-        edit(&mut value);
-        serde_json::to_vec(&value).unwrap()
+        crate::webhook::payload::test_support::one_change(parse, DELIVERY, event, body)
     }
 
     fn diaspora() -> Repository {
@@ -513,26 +489,13 @@ mod tests {
 
     #[test]
     fn unsupported_events_are_ignored() {
-        for event in ["Note Hook", "Pipeline Hook"] {
-            assert_eq!(
-                parse(event, DELIVERY, b"{}").unwrap(),
-                Understood::Ignored {
-                    reason: format!("unsupported_event: {event}")
-                }
-            );
-        }
+        assert_events_ignored(parse, DELIVERY, &["Note Hook", "Pipeline Hook"]);
     }
 
     #[test]
     fn malformed_json_is_a_payload_error() {
-        let error = parse("Push Hook", DELIVERY, b"<html>").unwrap_err();
-        assert_eq!(error.provider, Provider::GitLab);
-        assert_eq!(error.event, "Push Hook");
-        assert!(
-            error.message.contains("expected value"),
-            "{}",
-            error.message
-        );
+        let fragment = "expected value";
+        assert_payload_error(parse, Provider::GitLab, "Push Hook", b"<html>", fragment);
     }
 
     #[test]
@@ -543,14 +506,8 @@ mod tests {
                 .unwrap()
                 .remove("path_with_namespace");
         });
-        let error = parse("Push Hook", DELIVERY, &body).unwrap_err();
-        assert!(
-            error
-                .message
-                .contains("missing field `path_with_namespace`"),
-            "{}",
-            error.message
-        );
+        let fragment = "missing field `path_with_namespace`";
+        assert_payload_error(parse, Provider::GitLab, "Push Hook", &body, fragment);
 
         let body = edited(MERGE_REQUEST, |v| {
             v["object_attributes"]
@@ -558,11 +515,7 @@ mod tests {
                 .unwrap()
                 .remove("iid");
         });
-        let error = parse("Merge Request Hook", DELIVERY, &body).unwrap_err();
-        assert!(
-            error.message.contains("missing field `iid`"),
-            "{}",
-            error.message
-        );
+        let event = "Merge Request Hook";
+        assert_payload_error(parse, Provider::GitLab, event, &body, "missing field `iid`");
     }
 }

@@ -14,6 +14,7 @@ pub mod delivery;
 pub mod github;
 pub mod gitlab;
 pub mod handler;
+mod payload;
 pub mod route;
 pub mod secret_cache;
 pub mod settings;

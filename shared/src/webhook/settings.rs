@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use super::handler::START_QUEUE_URL_ENV;
 use super::secret_cache::{DEFAULT_SECRET_TTL, SECRET_TTL_ENV};
-use crate::retry::settings::parse_u32;
+use crate::retry::settings::DEFAULT_PROJECT_PATTERNS;
 pub use crate::retry::settings::{
     CONFIG_TTL_SECONDS, CONFIG_URI, LEDGER_TABLE, PROJECT_PATTERNS, SettingsError,
 };
+use crate::settings::Env;
 
 const DEFAULT_CONFIG_TTL: Duration = crate::config::DEFAULT_CONFIG_TTL;
-const DEFAULT_PROJECT_PATTERNS: &str = "*";
 
 /// The webhook function's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,22 +38,14 @@ impl WebhookSettings {
 
     /// Reads the settings through `lookup`; empty values count as unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
-        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let required =
-            |variable: &'static str| get(variable).ok_or(SettingsError::Missing { variable });
-        let seconds = |variable: &'static str, default: Duration| match get(variable) {
-            None => Ok(default),
-            Some(value) => parse_u32(variable, &value, "whole seconds")
-                .map(|n| Duration::from_secs(u64::from(n))),
-        };
+        let env = Env::new(lookup);
         Ok(Self {
-            config_uri: required(CONFIG_URI)?,
-            config_ttl: seconds(CONFIG_TTL_SECONDS, DEFAULT_CONFIG_TTL)?,
-            project_patterns: get(PROJECT_PATTERNS)
-                .unwrap_or_else(|| DEFAULT_PROJECT_PATTERNS.to_owned()),
-            ledger_table: required(LEDGER_TABLE)?,
-            start_queue_url: required(START_QUEUE_URL_ENV)?,
-            secret_ttl: seconds(SECRET_TTL_ENV, DEFAULT_SECRET_TTL)?,
+            config_uri: env.required(CONFIG_URI)?,
+            config_ttl: env.seconds(CONFIG_TTL_SECONDS, DEFAULT_CONFIG_TTL)?,
+            project_patterns: env.text_or(PROJECT_PATTERNS, DEFAULT_PROJECT_PATTERNS),
+            ledger_table: env.required(LEDGER_TABLE)?,
+            start_queue_url: env.required(START_QUEUE_URL_ENV)?,
+            secret_ttl: env.seconds(SECRET_TTL_ENV, DEFAULT_SECRET_TTL)?,
         })
     }
 }
@@ -62,14 +54,10 @@ impl WebhookSettings {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use std::collections::HashMap;
+    use crate::settings::lookup_from;
 
     fn settings(pairs: &[(&str, &str)]) -> Result<WebhookSettings, SettingsError> {
-        let env: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        WebhookSettings::from_lookup(|name| env.get(name).cloned())
+        WebhookSettings::from_lookup(lookup_from(pairs))
     }
 
     #[test]

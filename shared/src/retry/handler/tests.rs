@@ -1,7 +1,7 @@
 //! The handler over fakes of every port: real sample events in, calls and notices counted.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -13,261 +13,21 @@ use crate::config::{
     AccountSettings, Config, ProjectEntry, ProjectPattern, ReaperPolicy, RetryClass, RetryPolicy,
 };
 use crate::idempotency::IdempotencyKey;
-use crate::ledger::{
-    Claim, ClaimOutcome, ClaimRequest, Ledger, LedgerError, LedgerKey, LedgerRecord, PayloadHash,
-    RecordStatus, epoch_ms, outcome_of_lost_claim,
-};
+use crate::ledger::{LedgerError, LedgerKey, RecordStatus};
 use crate::model::{
     BatchId, Build, BuildBatch, BuildId, BuildPhase, BuildStateChangeEvent, BuildStatus,
     LogLocation, NativeAutoRetry, PhaseContext, PhaseType,
 };
 use crate::ports::{
-    BatchAttempts, BatchLookup, BatchRetryType, BudgetOutcome, BudgetRequest, BuildLogs,
-    BuildLookup, CodeBuild, CodeBuildError, DelayQueue, Lineage, ListBuildBatchesRequest, Notifier,
-    Page, RetryBook, RetryBuildBatchRequest, RetryBuildRequest, ServiceError,
-    StartBuildBatchRequest,
+    BatchAttempts, BatchRetryType, BudgetOutcome, BudgetRequest, BuildLogs, CodeBuildError,
+    DelayQueue, Lineage, Notifier, RetryBook, ServiceError,
 };
 use crate::retry::settings::AutoRetrySettings;
 use crate::retry::work::{DelayedWork, GaveUpBecause, GaveUpNotice};
+use crate::testing::{Call, FakeCodeBuild, FakeLedger, plain_build, uuid};
 
 // ---------------------------------------------------------------------------------------------
 // Fakes
-
-/// Knows builds and batches; `RetryBuild` is idempotent per token like CodeBuild's.
-#[derive(Default)]
-struct FakeCodeBuild {
-    builds: Mutex<HashMap<String, Build>>,
-    batches: Mutex<HashMap<String, BuildBatch>>,
-    retries: Mutex<Vec<RetryBuildRequest>>,
-    batch_retries: Mutex<Vec<RetryBuildBatchRequest>>,
-    /// Errors the next `RetryBuild` / `RetryBuildBatch` calls return, in order.
-    retry_errors: Mutex<VecDeque<CodeBuildError>>,
-    made_by_token: Mutex<HashMap<String, Build>>,
-}
-
-impl FakeCodeBuild {
-    fn add(&self, build: Build) {
-        self.builds.lock().unwrap().insert(build.id.id(), build);
-    }
-    fn add_batch(&self, batch: BuildBatch) {
-        self.batches.lock().unwrap().insert(batch.id.id(), batch);
-    }
-    fn retries(&self) -> Vec<RetryBuildRequest> {
-        self.retries.lock().unwrap().clone()
-    }
-    fn batch_retries(&self) -> Vec<RetryBuildBatchRequest> {
-        self.batch_retries.lock().unwrap().clone()
-    }
-    fn fail_next_retry(&self, err: CodeBuildError) {
-        self.retry_errors.lock().unwrap().push_back(err);
-    }
-}
-
-fn unused<T>() -> Result<T, CodeBuildError> {
-    Err(CodeBuildError::Unexpected {
-        operation: "fake",
-        code: None,
-        message: "not used by auto-retry".into(),
-    })
-}
-
-impl CodeBuild for FakeCodeBuild {
-    async fn batch_get_builds(&self, ids: &[BuildId]) -> Result<BuildLookup, CodeBuildError> {
-        assert!(ids.len() <= crate::ports::BATCH_GET_LIMIT);
-        let builds = self.builds.lock().unwrap();
-        let (found, missing): (Vec<_>, Vec<_>) =
-            ids.iter().partition(|id| builds.contains_key(&id.id()));
-        Ok(BuildLookup {
-            builds: found.iter().map(|id| builds[&id.id()].clone()).collect(),
-            not_found: missing.iter().map(|id| id.id()).collect(),
-        })
-    }
-    async fn retry_build(&self, request: &RetryBuildRequest) -> Result<Build, CodeBuildError> {
-        self.retries.lock().unwrap().push(request.clone());
-        if let Some(err) = self.retry_errors.lock().unwrap().pop_front() {
-            return Err(err);
-        }
-        let mut made = self.made_by_token.lock().unwrap();
-        let token = request.token.as_str().to_owned();
-        if let Some(build) = made.get(&token) {
-            return Ok(build.clone());
-        }
-        let n = made.len() as u32 + 100;
-        let mut build = plain_build(request.build.project(), n);
-        build.status = BuildStatus::InProgress;
-        made.insert(token, build.clone());
-        self.add(build.clone());
-        Ok(build)
-    }
-    async fn retry_build_batch(
-        &self,
-        request: &RetryBuildBatchRequest,
-    ) -> Result<BuildBatch, CodeBuildError> {
-        self.batch_retries.lock().unwrap().push(request.clone());
-        if let Some(err) = self.retry_errors.lock().unwrap().pop_front() {
-            return Err(err);
-        }
-        // Retried in place: the same batch runs again.
-        let mut batches = self.batches.lock().unwrap();
-        let batch = batches.get_mut(&request.batch.id()).unwrap();
-        batch.status = BuildStatus::InProgress;
-        batch.complete = false;
-        Ok(batch.clone())
-    }
-    async fn start_build_batch(
-        &self,
-        _: &StartBuildBatchRequest,
-    ) -> Result<BuildBatch, CodeBuildError> {
-        unused()
-    }
-    async fn stop_build_batch(&self, _: &BatchId) -> Result<BuildBatch, CodeBuildError> {
-        unused()
-    }
-    async fn batch_get_build_batches(
-        &self,
-        ids: &[BatchId],
-    ) -> Result<BatchLookup, CodeBuildError> {
-        let batches = self.batches.lock().unwrap();
-        Ok(BatchLookup {
-            batches: ids
-                .iter()
-                .filter_map(|id| batches.get(&id.id()).cloned())
-                .collect(),
-            not_found: Vec::new(),
-        })
-    }
-    async fn list_build_batches_for_project(
-        &self,
-        request: &ListBuildBatchesRequest,
-    ) -> Result<Page<BatchId>, CodeBuildError> {
-        let batches = self.batches.lock().unwrap();
-        Ok(Page {
-            items: batches
-                .values()
-                .filter(|b| b.id.project() == request.project)
-                .map(|b| b.id.clone())
-                .collect(),
-            next_token: None,
-        })
-    }
-    async fn list_projects(&self, _: Option<&str>) -> Result<Page<String>, CodeBuildError> {
-        unused()
-    }
-}
-
-/// An in-memory ledger with the claim semantics of the design note.
-#[derive(Default)]
-struct FakeLedger {
-    records: Mutex<HashMap<String, (LedgerRecord, String)>>,
-    unavailable: Mutex<bool>,
-    claims: Mutex<u32>,
-}
-
-impl FakeLedger {
-    fn down(&self) -> Result<(), LedgerError> {
-        if *self.unavailable.lock().unwrap() {
-            return Err(LedgerError::Unavailable {
-                operation: "PutItem",
-                message: "connection refused".into(),
-            });
-        }
-        Ok(())
-    }
-    fn status_of(&self, key: &LedgerKey) -> Option<RecordStatus> {
-        self.records
-            .lock()
-            .unwrap()
-            .get(key.as_str())
-            .map(|(r, _)| r.status)
-    }
-    fn seed_completed(&self, key: &LedgerKey, payload: &Value, result: Value) {
-        self.records.lock().unwrap().insert(
-            key.as_str().to_owned(),
-            (
-                LedgerRecord {
-                    status: RecordStatus::Completed,
-                    payload_hash: PayloadHash::of_json(payload),
-                    in_progress_until_ms: 0,
-                    result: Some(result),
-                    reason: None,
-                },
-                "seeded".into(),
-            ),
-        );
-    }
-}
-
-impl Ledger for FakeLedger {
-    async fn claim(&self, request: &ClaimRequest) -> Result<ClaimOutcome, LedgerError> {
-        self.down()?;
-        *self.claims.lock().unwrap() += 1;
-        let mut records = self.records.lock().unwrap();
-        let key = request.key.as_str().to_owned();
-        let free = records.get(&key).is_none_or(|(r, _)| {
-            r.status == RecordStatus::InProgress && r.in_progress_until_ms < epoch_ms(request.now)
-        });
-        if !free {
-            let (record, _) = records[&key].clone();
-            return outcome_of_lost_claim(record, &request.payload_hash);
-        }
-        let claim_id = format!("claim-{}", records.len());
-        let until = request.in_progress_until_ms();
-        records.insert(
-            key,
-            (
-                LedgerRecord {
-                    status: RecordStatus::InProgress,
-                    payload_hash: request.payload_hash.clone(),
-                    in_progress_until_ms: until,
-                    result: None,
-                    reason: None,
-                },
-                claim_id.clone(),
-            ),
-        );
-        Ok(ClaimOutcome::Won(Claim {
-            key: request.key.clone(),
-            claim_id,
-            in_progress_until_ms: until,
-        }))
-    }
-    async fn complete(&self, claim: &Claim, result: &Value) -> Result<(), LedgerError> {
-        self.down()?;
-        let mut records = self.records.lock().unwrap();
-        match records.get_mut(claim.key.as_str()) {
-            Some((r, id)) if *id == claim.claim_id && r.status == RecordStatus::InProgress => {
-                r.status = RecordStatus::Completed;
-                r.result = Some(result.clone());
-                Ok(())
-            }
-            _ => Err(LedgerError::ClaimLost {
-                key: claim.key.clone(),
-            }),
-        }
-    }
-    async fn release(&self, claim: &Claim) -> Result<(), LedgerError> {
-        self.down()?;
-        let mut records = self.records.lock().unwrap();
-        if records
-            .get(claim.key.as_str())
-            .is_some_and(|(_, id)| *id == claim.claim_id)
-        {
-            records.remove(claim.key.as_str());
-        }
-        Ok(())
-    }
-    async fn fail(&self, claim: &Claim, reason: &str) -> Result<(), LedgerError> {
-        self.down()?;
-        let mut records = self.records.lock().unwrap();
-        if let Some((r, id)) = records.get_mut(claim.key.as_str())
-            && *id == claim.claim_id
-        {
-            r.status = RecordStatus::Failed;
-            r.reason = Some(reason.to_owned());
-        }
-        Ok(())
-    }
-}
 
 #[derive(Default)]
 struct FakeBook {
@@ -468,35 +228,6 @@ fn event_build_id(event: &Value) -> BuildId {
     parsed.build_id().clone()
 }
 
-fn uuid(n: u32) -> String {
-    format!("00000000-0000-4000-8000-{n:012}")
-}
-
-fn plain_build(project: &str, n: u32) -> Build {
-    Build {
-        id: BuildId::new(project, &uuid(n)).unwrap(),
-        arn: None,
-        build_number: Some(n.into()),
-        status: BuildStatus::Failed,
-        current_phase: Some(PhaseType::Completed),
-        build_complete: true,
-        source_version: None,
-        resolved_source_version: None,
-        initiator: Some("alice".into()),
-        batch_arn: None,
-        start_time: None,
-        end_time: None,
-        logs_link: None,
-        phases: Vec::new(),
-        environment_variables: Vec::new(),
-        native_auto_retry: None,
-        log_location: Some(LogLocation {
-            group: "/aws/codebuild/p".into(),
-            stream: uuid(n),
-        }),
-    }
-}
-
 /// The build `BatchGetBuilds` returns for an event's build.
 fn build_of(event: &Value) -> Build {
     let id = event_build_id(event);
@@ -507,7 +238,7 @@ fn build_of(event: &Value) -> Build {
 
 fn world_with(event: &Value, policy: RetryPolicy) -> World {
     let world = World::new(policy);
-    world.ports.codebuild.add(build_of(event));
+    world.ports.codebuild.add_build(build_of(event));
     world
 }
 
@@ -621,8 +352,8 @@ async fn a_completed_claim_means_no_call() {
 async fn ledger_unavailable_fails_closed_with_a_retryable_error() {
     let event = transient_event();
     let world = World::immediate();
-    world.ports.codebuild.add(build_of(&event));
-    *world.ports.ledger.unavailable.lock().unwrap() = true;
+    world.ports.codebuild.add_build(build_of(&event));
+    world.ports.ledger.set_unavailable(true);
     let err = world.deliver(&event).await.unwrap_err();
     assert!(err.is_retryable(), "{err}");
     assert_eq!(err.reason(), "ledger_unavailable");
@@ -633,7 +364,7 @@ async fn ledger_unavailable_fails_closed_with_a_retryable_error() {
 async fn a_retry_of_a_retry_uses_the_roots_token_for_attempt_two() {
     let event = transient_event();
     let world = World::immediate();
-    world.ports.codebuild.add(build_of(&event));
+    world.ports.codebuild.add_build(build_of(&event));
     let failed = event_build_id(&event);
     let root = BuildId::new(PROJECT, &uuid(1)).unwrap();
     world.ports.book.lineage.lock().unwrap().insert(
@@ -659,7 +390,7 @@ async fn a_retry_of_a_retry_uses_the_roots_token_for_attempt_two() {
 async fn at_the_cap_it_gives_up_and_notifies_once() {
     let event = transient_event();
     let world = World::immediate();
-    world.ports.codebuild.add(build_of(&event));
+    world.ports.codebuild.add_build(build_of(&event));
     let failed = event_build_id(&event);
     let root = BuildId::new(PROJECT, &uuid(1)).unwrap();
     world.ports.book.lineage.lock().unwrap().insert(
@@ -691,7 +422,7 @@ async fn no_notice_without_a_topic_or_when_the_config_says_no() {
     let event = transient_event();
     for (topic, notify) in [(false, true), (true, false)] {
         let mut world = World::immediate();
-        world.ports.codebuild.add(build_of(&event));
+        world.ports.codebuild.add_build(build_of(&event));
         if !topic {
             world.settings.gave_up_topic_arn = None;
         }
@@ -733,7 +464,7 @@ async fn a_spent_budget_means_no_retry_a_notice_and_none_on_redelivery() {
         ),
     ] {
         let world = World::immediate();
-        world.ports.codebuild.add(build_of(&event));
+        world.ports.codebuild.add_build(build_of(&event));
         *world.ports.book.budget.lock().unwrap() = Some(outcome);
         let first = world.deliver(&event).await.unwrap();
         assert_eq!(action(&first), ("give_up", reason));
@@ -759,7 +490,7 @@ async fn dry_run_reports_and_changes_nothing() {
     let event = transient_event();
     for by_settings in [true, false] {
         let mut world = World::new(RetryPolicy::default());
-        world.ports.codebuild.add(build_of(&event));
+        world.ports.codebuild.add_build(build_of(&event));
         if by_settings {
             world.settings.dry_run = true;
         } else {
@@ -771,7 +502,7 @@ async fn dry_run_reports_and_changes_nothing() {
         assert_eq!(answer["dry_run"], true);
         assert!(world.ports.codebuild.retries().is_empty());
         assert!(world.ports.queue.sent().is_empty());
-        assert_eq!(*world.ports.ledger.claims.lock().unwrap(), 0);
+        assert_eq!(world.ports.ledger.claims_made(), 0);
         assert_eq!(*world.ports.book.budget_taken.lock().unwrap(), 0);
     }
 }
@@ -781,7 +512,7 @@ async fn dry_run_at_the_cap_sends_no_notice() {
     let event = transient_event();
     let mut world = World::immediate();
     world.settings.dry_run = true;
-    world.ports.codebuild.add(build_of(&event));
+    world.ports.codebuild.add_build(build_of(&event));
     let failed = event_build_id(&event);
     world.ports.book.lineage.lock().unwrap().insert(
         failed.id(),
@@ -797,7 +528,7 @@ async fn dry_run_at_the_cap_sends_no_notice() {
     assert_eq!(action(&answer), ("dry_run", "retry_cap_reached"));
     assert_eq!(answer["would"], "give_up");
     assert!(world.ports.notifier.notices().is_empty());
-    assert_eq!(*world.ports.ledger.claims.lock().unwrap(), 0);
+    assert_eq!(world.ports.ledger.claims_made(), 0);
 }
 
 #[tokio::test]
@@ -811,7 +542,7 @@ async fn a_build_codebuild_retries_itself_is_left_alone() {
         next: None,
         previous: None,
     });
-    world.ports.codebuild.add(build);
+    world.ports.codebuild.add_build(build);
     let answer = world.deliver(&event).await.unwrap();
     assert_eq!(action(&answer), ("skip", "native_auto_retry"));
     assert!(world.ports.codebuild.retries().is_empty());
@@ -823,7 +554,7 @@ async fn our_own_retry_without_lineage_yet_comes_back_later() {
     let world = World::immediate();
     let mut build = build_of(&event);
     build.initiator = Some(OWN_ROLE.into());
-    world.ports.codebuild.add(build);
+    world.ports.codebuild.add_build(build);
     let err = world.deliver(&event).await.unwrap_err();
     assert_eq!(err.reason(), "lineage_pending");
     assert!(err.is_retryable());
@@ -933,14 +664,14 @@ async fn a_backoff_goes_through_the_delay_queue_and_the_delivery_acts() {
 async fn retryable_codebuild_errors_release_the_claim_and_permanent_ones_fail_it() {
     let event = transient_event();
     let world = World::immediate();
-    world.ports.codebuild.add(build_of(&event));
-    world
-        .ports
-        .codebuild
-        .fail_next_retry(CodeBuildError::Throttled {
+    world.ports.codebuild.add_build(build_of(&event));
+    world.ports.codebuild.fail_next(
+        Call::RetryBuild,
+        CodeBuildError::Throttled {
             operation: "RetryBuild",
             message: "Rate exceeded".into(),
-        });
+        },
+    );
     let err = world.deliver(&event).await.unwrap_err();
     assert!(err.is_retryable());
     // Released: the redelivery claims at once and retries with the same token.
@@ -951,14 +682,14 @@ async fn retryable_codebuild_errors_release_the_claim_and_permanent_ones_fail_it
     assert_eq!(retries[0].token, retries[1].token);
 
     let world = World::immediate();
-    world.ports.codebuild.add(build_of(&event));
-    world
-        .ports
-        .codebuild
-        .fail_next_retry(CodeBuildError::InvalidInput {
+    world.ports.codebuild.add_build(build_of(&event));
+    world.ports.codebuild.fail_next(
+        Call::RetryBuild,
+        CodeBuildError::InvalidInput {
             operation: "RetryBuild",
             message: "build is not retryable".into(),
-        });
+        },
+    );
     let answer = world.deliver(&event).await.unwrap();
     assert_eq!(action(&answer), ("drop", "codebuild_rejected"));
     let again = world.deliver(&event).await.unwrap();
@@ -992,10 +723,10 @@ async fn queue_batch_names_only_the_messages_that_failed_retryably() {
         e["detail"]["build-id"] = json!(id);
         let mut build = plain_build(PROJECT, 5);
         build.initiator = Some(OWN_ROLE.into());
-        world.ports.codebuild.add(build);
+        world.ports.codebuild.add_build(build);
         e
     };
-    world.ports.codebuild.add(build_of(&event));
+    world.ports.codebuild.add_build(build_of(&event));
     let work = |e: &Value| {
         serde_json::to_value(DelayedWork::RetryAfterBackoff {
             event: e.clone(),
@@ -1081,8 +812,8 @@ async fn a_running_batch_is_rechecked_through_the_delay_queue() {
     let world = World::immediate();
     let failed = member(1, BuildStatus::Failed, Some(RATE_LIMIT));
     let running = member(2, BuildStatus::InProgress, None);
-    world.ports.codebuild.add(failed.clone());
-    world.ports.codebuild.add(running.clone());
+    world.ports.codebuild.add_build(failed.clone());
+    world.ports.codebuild.add_build(running.clone());
     world
         .ports
         .codebuild
@@ -1135,7 +866,7 @@ async fn a_failed_batch_with_transient_members_is_retried_once_in_place() {
     let b = member(2, BuildStatus::Fault, None);
     let ok = member(3, BuildStatus::Succeeded, None);
     for m in [&a, &b, &ok] {
-        world.ports.codebuild.add(m.clone());
+        world.ports.codebuild.add_build(m.clone());
     }
     world
         .ports
@@ -1199,8 +930,8 @@ async fn a_batch_with_a_permanent_member_is_left_alone() {
             "COMMAND_EXECUTION_ERROR: Error while executing command: make test. Reason: exit status 2",
         ),
     );
-    world.ports.codebuild.add(a.clone());
-    world.ports.codebuild.add(b.clone());
+    world.ports.codebuild.add_build(a.clone());
+    world.ports.codebuild.add_build(b.clone());
     world
         .ports
         .codebuild
@@ -1214,7 +945,7 @@ async fn a_batch_with_a_permanent_member_is_left_alone() {
 async fn a_recheck_that_finds_the_batch_retried_meanwhile_is_dropped() {
     let world = World::immediate();
     let a = member(1, BuildStatus::Failed, Some(RATE_LIMIT));
-    world.ports.codebuild.add(a.clone());
+    world.ports.codebuild.add_build(a.clone());
     world
         .ports
         .codebuild
@@ -1338,7 +1069,7 @@ async fn a_failed_batch_superseded_on_its_branch_is_not_retried() {
     ] {
         let world = World::immediate();
         let a = member(1, BuildStatus::Failed, Some(RATE_LIMIT));
-        world.ports.codebuild.add(a.clone());
+        world.ports.codebuild.add_build(a.clone());
         let mut failed = batch(BuildStatus::Failed, &[&a]);
         failed.source_version = Some("refs/heads/feature/x".into());
         let mut newer = batch(BuildStatus::InProgress, &[]);

@@ -14,7 +14,7 @@ use sha2::Sha256;
 use super::*;
 use crate::config::{AllowedProjects, Config, ConfigLoadError};
 use crate::ports::ServiceError;
-use crate::start::mechanism::tests::{FakeLedger, now};
+use crate::testing::{FakeLedger, now};
 
 const SECRET: &str = "it's a secret to everybody";
 
