@@ -339,47 +339,34 @@ where
     C: CodeBuild,
     L: Ledger,
 {
-    let result = invoke_inner(ports, cache, allowed, settings, deadline, input).await;
+    let result = async {
+        let event = parse_event(input)?;
+        let report = match cache.current().await {
+            Ok(config) => {
+                let invocation = Invocation {
+                    config: &config,
+                    allowed,
+                    dry_run: settings.dry_run,
+                    deadline: DateTime::<Utc>::from(deadline),
+                    clock: Utc::now,
+                };
+                handle_batch(ports, &invocation, &event).await
+            }
+            Err(err) => hand_back_all(
+                &event,
+                settings.dry_run,
+                "config_unavailable",
+                &err.to_string(),
+            ),
+        };
+        report.emit_metrics(Utc::now());
+        report.response()
+    }
+    .await;
     if let Err(err) = &result {
         tracing::error!(action = "error", error = %err, "batch-starter failed the invocation");
     }
     result
-}
-
-async fn invoke_inner<S, C, L>(
-    ports: &StarterPorts<C, L>,
-    cache: &ConfigCache<S>,
-    allowed: &AllowedProjects,
-    settings: &StarterSettings,
-    deadline: SystemTime,
-    input: Value,
-) -> Result<SqsBatchResponse, StarterError>
-where
-    S: ConfigSource,
-    C: CodeBuild,
-    L: Ledger,
-{
-    let event = parse_event(input)?;
-    let report = match cache.current().await {
-        Ok(config) => {
-            let invocation = Invocation {
-                config: &config,
-                allowed,
-                dry_run: settings.dry_run,
-                deadline: DateTime::<Utc>::from(deadline),
-                clock: Utc::now,
-            };
-            handle_batch(ports, &invocation, &event).await
-        }
-        Err(err) => hand_back_all(
-            &event,
-            settings.dry_run,
-            "config_unavailable",
-            &err.to_string(),
-        ),
-    };
-    report.emit_metrics(Utc::now());
-    report.response()
 }
 
 /// Handles every message of `event` in delivery order; one decision line each.
