@@ -27,7 +27,7 @@ pub(super) enum Delivery {
 }
 
 /// The statuses auto-retry acts on; `STOPPED` never (a person or our own stopper did it).
-pub(super) fn is_retry_candidate(status: &BuildStatus) -> bool {
+pub fn is_retry_candidate(status: &BuildStatus) -> bool {
     matches!(
         status,
         BuildStatus::Failed | BuildStatus::Fault | BuildStatus::TimedOut

@@ -22,6 +22,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+pub use build::is_retry_candidate;
 pub use error::AutoRetryError;
 pub use record::{Action, DecisionRecord};
 
