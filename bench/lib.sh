@@ -1,5 +1,5 @@
 # Shared by the bench scripts (sourced, not run): a scratch folder, the background processes
-# started into it, and reading a server's URL from its "listening on URL" line.
+# started into it, reading a server's URL from its "listening on URL" line, and starting moto's server.
 # KEEP_WORK=1 keeps the scratch folder (call logs, function output) for a look afterwards.
 work="$(mktemp -d)"
 pids=()
@@ -16,4 +16,11 @@ wait_url() { # file → URL from its "listening on URL" line
     sleep 0.1
   done
   return 1
+}
+
+start_moto() { # moto's server on a free 127.0.0.1 port; sets moto (its URL) and moto_port
+  moto_port="$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  "$root/.venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 &
+  pids+=("$!")
+  moto="http://127.0.0.1:$moto_port"
 }

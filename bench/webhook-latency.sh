@@ -27,9 +27,7 @@ source "$root/bench/lib.sh"
 
 "$dbg/codebuild-local" --port 0 >"$work/cbl.out" 2>/dev/null & pids+=("$!")
 emulator="$(wait_url "$work/cbl.out")"
-moto_port="$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-"$root/.venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 & pids+=("$!")
-moto="http://127.0.0.1:$moto_port"
+start_moto
 start_queue="$("$py" - "$moto" <<'PY'
 import sys, time, boto3
 def client(service):
