@@ -1,5 +1,6 @@
 # Shared by the bench scripts (sourced, not run): a scratch folder, the background processes
-# started into it, reading a server's URL from its "listening on URL" line, and starting moto's server.
+# started into it, reading a server's URL from its "listening on URL" line, and starting
+# codebuild-local and moto's server.
 # KEEP_WORK=1 keeps the scratch folder (call logs, function output) for a look afterwards.
 work="$(mktemp -d)"
 pids=()
@@ -23,4 +24,10 @@ start_moto() { # moto's server on a free 127.0.0.1 port; sets moto (its URL) and
   "$root/.venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 &
   pids+=("$!")
   moto="http://127.0.0.1:$moto_port"
+}
+
+start_emulator() { # the debug codebuild-local on a free port; sets emulator (its URL)
+  "$root/target/debug/codebuild-local" --port 0 >"$work/cbl.out" 2>/dev/null &
+  pids+=("$!")
+  emulator="$(wait_url "$work/cbl.out")"
 }

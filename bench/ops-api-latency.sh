@@ -17,8 +17,7 @@ done
 # shellcheck source=bench/lib.sh
 source "$root/bench/lib.sh"
 
-"$dbg/codebuild-local" --port 0 >"$work/cbl.out" 2>/dev/null & pids+=("$!")
-emulator="$(wait_url "$work/cbl.out")"
+start_emulator
 "$dbg/lambda-harness" --port 0 --function "ops-api=$fn_bin" \
   --env "AWS_ENDPOINT_URL_CODEBUILD=$emulator" --env AWS_REGION=us-east-1 \
   --env AWS_ACCESS_KEY_ID=bench --env AWS_SECRET_ACCESS_KEY=bench >"$work/h.out" 2>/dev/null & pids+=("$!")

@@ -25,8 +25,7 @@ done
 # shellcheck source=bench/lib.sh
 source "$root/bench/lib.sh"
 
-"$dbg/codebuild-local" --port 0 >"$work/cbl.out" 2>/dev/null & pids+=("$!")
-emulator="$(wait_url "$work/cbl.out")"
+start_emulator
 start_moto
 start_queue="$("$py" - "$moto" <<'PY'
 import sys, time, boto3
