@@ -329,6 +329,7 @@ fn entry(pattern: &str, dry_run: bool) -> ProjectEntry {
             max_age: Some(Duration::from_secs(3600)),
             ..ReaperPolicy::default()
         },
+        start: autopilot::config::StartPolicy::default(),
     }
 }
 

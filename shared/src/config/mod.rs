@@ -227,6 +227,85 @@ pub struct ProjectEntry {
     pub retry: RetryPolicy,
     /// Stale / superseded batch stopping policy.
     pub reaper: ReaperPolicy,
+    /// What triggers and ops API callers may override when they start a batch.
+    pub start: StartPolicy,
+}
+
+/// An override a trigger event or an ops API caller may ask for when starting a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OverrideKind {
+    /// `sourceVersion`: which commit, branch or tag to build.
+    SourceVersion,
+    /// `environmentVariablesOverride` (plaintext variables, names from an allow-list).
+    EnvironmentVariables,
+    /// `buildspecOverride`: the commands that run (off by default: it lets the caller run
+    /// anything with the project's role).
+    Buildspec,
+    /// `buildTimeoutInMinutesOverride`, up to the project's `max_timeout_minutes`.
+    Timeout,
+}
+
+impl OverrideKind {
+    /// Every kind, in the order the configuration documents them.
+    pub const ALL: [OverrideKind; 4] = [
+        Self::SourceVersion,
+        Self::EnvironmentVariables,
+        Self::Buildspec,
+        Self::Timeout,
+    ];
+
+    /// The configuration's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SourceVersion => "source_version",
+            Self::EnvironmentVariables => "environment_variables",
+            Self::Buildspec => "buildspec",
+            Self::Timeout => "timeout",
+        }
+    }
+
+    /// Reads the configuration's name.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == text)
+    }
+}
+
+/// Longest build timeout CodeBuild accepts (36 hours), in minutes.
+pub const CODEBUILD_MAX_TIMEOUT_MINUTES: u32 = 2160;
+/// Shortest build timeout CodeBuild accepts, in minutes.
+pub const CODEBUILD_MIN_TIMEOUT_MINUTES: u32 = 5;
+/// Longest timeout override allowed unless configured (8 hours, CodeBuild's own default).
+pub const DEFAULT_MAX_TIMEOUT_MINUTES: u32 = 480;
+
+/// `[defaults.start]` / `[projects.start]`: the allow-list of overrides for batches started by
+/// EventBridge triggers and the ops API. Anything not allowed is refused with a reason, never
+/// passed on silently.
+#[derive(Debug, Clone)]
+pub struct StartPolicy {
+    /// The overrides callers may set (default: `source_version` only).
+    pub allowed: Vec<OverrideKind>,
+    /// Environment variable names (or globs) callers may set when `environment_variables` is
+    /// allowed (default `*`; `AUTOPILOT_*` and `CODEBUILD_*` are always refused).
+    pub environment_variable_names: Vec<ProjectPattern>,
+    /// Longest timeout override, in minutes (default 480).
+    pub max_timeout_minutes: u32,
+}
+
+impl StartPolicy {
+    /// True when callers may set `kind`.
+    pub fn allows(&self, kind: OverrideKind) -> bool {
+        self.allowed.contains(&kind)
+    }
+}
+
+impl Default for StartPolicy {
+    fn default() -> Self {
+        Self {
+            allowed: vec![OverrideKind::SourceVersion],
+            environment_variable_names: ProjectPattern::new("*").into_iter().collect(),
+            max_timeout_minutes: DEFAULT_MAX_TIMEOUT_MINUTES,
+        }
+    }
 }
 
 /// Batch-reaper policy of one project.

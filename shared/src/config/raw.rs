@@ -35,6 +35,7 @@ pub(super) struct RawDefaults {
     pub dry_run: Option<Spanned<bool>>,
     pub retry: Option<RawRetry>,
     pub reaper: Option<RawReaper>,
+    pub start: Option<RawStart>,
 }
 
 /// `[account]`.
@@ -53,6 +54,7 @@ pub(super) struct RawProject {
     pub dry_run: Option<Spanned<bool>>,
     pub retry: Option<RawRetry>,
     pub reaper: Option<RawReaper>,
+    pub start: Option<RawStart>,
 }
 
 /// `[defaults.retry]` and `[projects.retry]`. Counts are read as `i64` so that a negative or
@@ -78,6 +80,15 @@ pub(super) struct RawReaper {
     pub supersede: Option<Spanned<bool>>,
     pub protected_branches: Option<Spanned<Vec<Spanned<String>>>>,
     pub excluded_initiators: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// `[defaults.start]` and `[projects.start]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStart {
+    pub allowed_overrides: Option<Spanned<Vec<Spanned<String>>>>,
+    pub environment_variable_names: Option<Spanned<Vec<Spanned<String>>>>,
+    pub max_timeout_minutes: Option<Spanned<i64>>,
 }
 
 /// `[webhooks]`.
@@ -195,6 +206,7 @@ fn policy_section(key: &str) -> Option<Cleaner> {
     match key {
         "retry" => Some(clean_table::<RawRetry>),
         "reaper" => Some(clean_table::<RawReaper>),
+        "start" => Some(clean_table::<RawStart>),
         _ => None,
     }
 }
@@ -204,6 +216,7 @@ impl Section for RawSecrets {}
 impl Section for RawFilter {}
 impl Section for RawRetry {}
 impl Section for RawReaper {}
+impl Section for RawStart {}
 
 /// Reads `text`: the document when it is TOML (possibly with bad keys dropped), and every
 /// problem found on the way. `None` only for a TOML syntax error.

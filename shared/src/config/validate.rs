@@ -8,12 +8,13 @@ use toml::Spanned;
 use super::allowed::covers;
 use super::raw::{
     RawAccount, RawDocument, RawFilter, RawFilterGroup, RawProject, RawReaper, RawRepository,
-    RawRetry, RawSecrets, RawTarget, RawWebhooks, line_of, read_document,
+    RawRetry, RawSecrets, RawStart, RawTarget, RawWebhooks, line_of, read_document,
 };
 use super::{
-    AccountSettings, AllowedProjects, Config, ConfigErrors, ConfigProblem, MAX_BACKOFF,
-    ProjectEntry, ProjectPattern, ReaperPolicy, RepositoryEntry, RepositoryPattern, RetryClass,
-    RetryPolicy, WEBHOOK_MAX_BODY_BYTES_LIMIT, WebhookSettings, WebhookTarget,
+    AccountSettings, AllowedProjects, CODEBUILD_MAX_TIMEOUT_MINUTES, CODEBUILD_MIN_TIMEOUT_MINUTES,
+    Config, ConfigErrors, ConfigProblem, MAX_BACKOFF, OverrideKind, ProjectEntry, ProjectPattern,
+    ReaperPolicy, RepositoryEntry, RepositoryPattern, RetryClass, RetryPolicy, StartPolicy,
+    WEBHOOK_MAX_BODY_BYTES_LIMIT, WebhookSettings, WebhookTarget,
 };
 use crate::webhook::Provider;
 use crate::webhook::route::{FilterError, FilterGroup, FilterType, WebhookFilter};
@@ -77,6 +78,10 @@ impl Checker<'_> {
             Some(raw) => self.reaper(ReaperPolicy::default(), raw, "defaults.reaper"),
             None => ReaperPolicy::default(),
         };
+        let default_start = match &defaults.start {
+            Some(raw) => self.start(StartPolicy::default(), raw, "defaults.start"),
+            None => StartPolicy::default(),
+        };
         let account = self.account(document.account.unwrap_or_default());
 
         let mut projects: Vec<ProjectEntry> = Vec::new();
@@ -101,6 +106,10 @@ impl Checker<'_> {
                 }
                 None => default_reaper.clone(),
             };
+            let start = match &raw.start {
+                Some(start) => self.start(default_start.clone(), start, &format!("{path}.start")),
+                None => default_start.clone(),
+            };
             let Some(pattern) = self.pattern(raw.name.as_ref(), &path, entry_line, allowed) else {
                 continue;
             };
@@ -112,6 +121,7 @@ impl Checker<'_> {
                 dry_run: raw.dry_run.map_or(default_dry_run, |v| *v.get_ref()),
                 retry: policy,
                 reaper,
+                start,
             });
         }
         let webhooks = self.webhooks(document.webhooks.unwrap_or_default());
@@ -654,6 +664,68 @@ impl Checker<'_> {
         policy
     }
 
+    /// `base` with every key of `[…start]` present in `raw` applied (a list replaces the
+    /// inherited one, as for the reaper).
+    fn start(&mut self, base: StartPolicy, raw: &RawStart, path: &str) -> StartPolicy {
+        let key = |name: &str| format!("{path}.{name}");
+        let mut policy = base;
+        if let Some(v) = &raw.allowed_overrides
+            && let Some(kinds) = self.override_kinds(v, &key("allowed_overrides"))
+        {
+            policy.allowed = kinds;
+        }
+        if let Some(v) = &raw.environment_variable_names
+            && let Some(globs) = self.globs(v, &key("environment_variable_names"))
+        {
+            policy.environment_variable_names = globs;
+        }
+        if let Some(v) = &raw.max_timeout_minutes {
+            let why = " (CodeBuild's longest build timeout, 36 hours)";
+            if let Some(n) = self.count(
+                v,
+                &key("max_timeout_minutes"),
+                CODEBUILD_MIN_TIMEOUT_MINUTES,
+                CODEBUILD_MAX_TIMEOUT_MINUTES,
+                why,
+            ) {
+                policy.max_timeout_minutes = n;
+            }
+        }
+        policy
+    }
+
+    fn override_kinds(
+        &mut self,
+        raw: &Spanned<Vec<Spanned<String>>>,
+        path: &str,
+    ) -> Option<Vec<OverrideKind>> {
+        let mut kinds = Vec::new();
+        let mut valid = true;
+        for (index, text) in raw.get_ref().iter().enumerate() {
+            let line = self.line(text);
+            let item_path = format!("{path}[{index}]");
+            match OverrideKind::parse(text.get_ref()) {
+                Some(kind) if kinds.contains(&kind) => {
+                    let message = format!("`{}` is listed twice", kind.as_str());
+                    self.problem(line, &item_path, message);
+                    valid = false;
+                }
+                Some(kind) => kinds.push(kind),
+                None => {
+                    let known: Vec<&str> = OverrideKind::ALL.iter().map(|k| k.as_str()).collect();
+                    let message = format!(
+                        "unknown override `{}` (expected one of: {})",
+                        text.get_ref(),
+                        known.join(", ")
+                    );
+                    self.problem(line, &item_path, message);
+                    valid = false;
+                }
+            }
+        }
+        valid.then_some(kinds)
+    }
+
     /// A list of names or globs: each non-empty, valid and listed once. `None` when any is not
     /// (the inherited list then stays, rather than half of a list meant as a whole).
     fn globs(
@@ -843,6 +915,91 @@ mod tests {
             Ok(config) => panic!("expected errors, got {config:?}"),
             Err(errors) => errors.to_string().lines().map(str::to_owned).collect(),
         }
+    }
+
+    #[test]
+    fn start_policy_defaults_merge_and_project_keys_win() {
+        let config = parse(
+            r#"
+[defaults.start]
+allowed_overrides = ["source_version", "environment_variables"]
+environment_variable_names = ["DEPLOY_*"]
+
+[[projects]]
+name = "web"
+
+[[projects]]
+name = "nightly"
+[projects.start]
+allowed_overrides = ["timeout", "buildspec"]
+max_timeout_minutes = 120
+"#,
+        );
+        let web = &config.entry_for("web").unwrap().start;
+        assert_eq!(
+            web.allowed,
+            [
+                OverrideKind::SourceVersion,
+                OverrideKind::EnvironmentVariables
+            ]
+        );
+        assert_eq!(web.environment_variable_names[0].as_str(), "DEPLOY_*");
+        assert_eq!(
+            web.max_timeout_minutes,
+            crate::config::DEFAULT_MAX_TIMEOUT_MINUTES
+        );
+        let nightly = &config.entry_for("nightly").unwrap().start;
+        assert_eq!(
+            nightly.allowed,
+            [OverrideKind::Timeout, OverrideKind::Buildspec]
+        );
+        assert_eq!(nightly.environment_variable_names[0].as_str(), "DEPLOY_*");
+        assert_eq!(nightly.max_timeout_minutes, 120);
+        let plain = parse("[[projects]]\nname = \"app\"\n");
+        assert_eq!(
+            plain.entry_for("app").unwrap().start.allowed,
+            [OverrideKind::SourceVersion]
+        );
+    }
+
+    #[test]
+    fn bad_start_keys_are_reported_with_line_and_key() {
+        let found = lines(
+            r#"[[projects]]
+name = "web"
+[projects.start]
+allowed_overrides = ["source_version", "privileged_mode", "source_version"]
+environment_variable_names = [""]
+max_timeout_minutes = 3000
+unknown = 1
+"#,
+            &AllowedProjects::all(),
+        );
+        let text = found.join("\n");
+        assert!(
+            text.contains(
+                "line 4: projects[0].start.allowed_overrides[1]: unknown override `privileged_mode`"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "line 4: projects[0].start.allowed_overrides[2]: `source_version` is listed twice"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "line 5: projects[0].start.environment_variable_names[0]: must not be empty"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("line 6: projects[0].start.max_timeout_minutes: must be at most 2160"),
+            "{text}"
+        );
+        assert!(text.contains("unknown"), "{text}");
+        assert_eq!(found.len(), 5, "{text}");
     }
 
     #[test]

@@ -273,8 +273,8 @@ impl<'de, K: ResourceKind> Deserialize<'de> for ResourceId<K> {
     }
 }
 
-/// CodeBuild project names: `[A-Za-z0-9][A-Za-z0-9_-]{1,254}`.
-fn validate_project(project: &str) -> Result<(), IdError> {
+/// Checks a CodeBuild project name: `[A-Za-z0-9][A-Za-z0-9_-]{1,254}`.
+pub fn validate_project(project: &str) -> Result<(), IdError> {
     let bytes = project.as_bytes();
     let valid = (2..=255).contains(&bytes.len())
         && bytes[0].is_ascii_alphanumeric()

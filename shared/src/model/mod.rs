@@ -11,6 +11,6 @@ pub use build::{
     LogLocation, NativeAutoRetry,
 };
 pub use build_event::{BuildStateChangeEvent, EventIdentity};
-pub use ids::{ArnLocation, BatchId, BuildId, IdError};
+pub use ids::{ArnLocation, BatchId, BuildId, IdError, validate_project};
 pub use status::{BuildStatus, PhaseContext, PhaseStatus, PhaseType};
 pub use summary::BuildSummary;

@@ -483,6 +483,7 @@ pub(crate) mod tests {
             dry_run: false,
             retry: RetryPolicy::default(),
             reaper: ReaperPolicy::default(),
+            start: crate::config::StartPolicy::default(),
         }
     }
 

@@ -10,6 +10,7 @@
 //! queue and answers at once; the batch starter takes it from there.
 
 pub mod mechanism;
+pub mod overrides;
 pub mod settings;
 pub mod starter;
 pub mod stop_pull_request;

@@ -182,6 +182,7 @@ impl World {
                     dry_run: false,
                     retry: policy,
                     reaper: ReaperPolicy::default(),
+                    start: crate::config::StartPolicy::default(),
                 }],
                 account: AccountSettings::default(),
                 ..Config::default()
