@@ -23,6 +23,7 @@ pub use ledger::DynamoLedger;
 pub use notifier::SnsNotifier;
 pub use retry_book::DynamoRetryBook;
 pub use secrets::SecretsManagerSecrets;
+pub use service_error::map_service_error;
 pub use start_queue::{MAX_BATCH_ENTRIES, MAX_MESSAGE_BYTES, SqsStartQueue};
 
 use aws_config::BehaviorVersion;

@@ -1,4 +1,4 @@
-//! SDK errors of the smaller services (SQS, SNS, SSM, S3, CloudWatch Logs) → [`ServiceError`],
+//! SDK errors of the smaller services (SQS, SNS, SSM, S3, CloudWatch Logs, Lambda) → [`ServiceError`],
 //! one mapping for all of them: only "can a retry help" and "does it exist" matter to callers.
 
 use aws_sdk_codebuild::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -16,6 +16,8 @@ const THROTTLE_CODES: &[&str] = &[
     "SlowDown",
     "RequestThrottled",
     "KMSThrottlingException",
+    // Lambda: its function's network interfaces are being throttled by EC2.
+    "EC2ThrottledException",
 ];
 
 /// Error codes that mean "no such thing" across these services.
@@ -30,8 +32,9 @@ const NOT_FOUND_CODES: &[&str] = &[
     "QueueDoesNotExist",
 ];
 
-/// Maps any operation's SDK error of `service`.
-pub(crate) fn map_service_error<E>(
+/// Maps any operation's SDK error of `service` (also used by the `autopilot` CLI's own SQS and
+/// Lambda calls).
+pub fn map_service_error<E>(
     service: &'static str,
     operation: &'static str,
     err: SdkError<E, HttpResponse>,
