@@ -19,4 +19,5 @@ pub mod start;
 pub mod telemetry;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod trigger;
 pub mod webhook;
