@@ -18,9 +18,12 @@ done
 source "$root/bench/lib.sh"
 
 start_emulator
+# The read routes load neither the configuration nor the ledger; the function only insists
+# that both are named.
 "$dbg/lambda-harness" --port 0 --function "ops-api=$fn_bin" \
   --env "AWS_ENDPOINT_URL_CODEBUILD=$emulator" --env AWS_REGION=us-east-1 \
-  --env AWS_ACCESS_KEY_ID=bench --env AWS_SECRET_ACCESS_KEY=bench >"$work/h.out" 2>/dev/null & pids+=("$!")
+  --env AWS_ACCESS_KEY_ID=bench --env AWS_SECRET_ACCESS_KEY=bench \
+  --env AUTOPILOT_CONFIG_URI=file:/nonexistent --env AUTOPILOT_LEDGER_TABLE=unused >"$work/h.out" 2>/dev/null & pids+=("$!")
 harness="$(wait_url "$work/h.out")"
 
 "$py" - "$emulator" "$harness" "$root/tests/fixtures/apigw-http-v2-request.json" "$n" "$profile" <<'PY'

@@ -19,6 +19,8 @@ struct Stack {
     emulator: Server,
     function: RunningFunction,
     http: reqwest::Client,
+    /// The configuration file the function is pointed at (only its mutating routes read it).
+    _config: tempfile::NamedTempFile,
 }
 
 impl Stack {
@@ -37,6 +39,11 @@ impl Stack {
             "{} is missing: run `cargo build --workspace --bins` first (make test does)",
             binary.display()
         );
+        // The read routes need neither the configuration nor the ledger (the write routes and
+        // lineage are tested with moto in ops_api_write_e2e.rs), but the function requires both
+        // settings, as deployed.
+        let config = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        std::fs::write(config.path(), "[[projects]]\nname = \"web\"\n").unwrap();
         let spec = FunctionSpec {
             timeout: Duration::from_secs(60),
             ..FunctionSpec::new("ops-api", binary)
@@ -44,6 +51,11 @@ impl Stack {
                 .with_env("AWS_REGION", "us-east-1")
                 .with_env("AWS_ACCESS_KEY_ID", "test")
                 .with_env("AWS_SECRET_ACCESS_KEY", "test")
+                .with_env(
+                    "AUTOPILOT_CONFIG_URI",
+                    format!("file:{}", config.path().display()),
+                )
+                .with_env("AUTOPILOT_LEDGER_TABLE", "autopilot-ledger")
         };
         let spec = extra_env
             .iter()
@@ -53,6 +65,7 @@ impl Stack {
             emulator,
             function,
             http: reqwest::Client::new(),
+            _config: config,
         }
     }
 
