@@ -2,35 +2,22 @@
 //! script reads the CLI and the API alike.
 
 use autopilot::model::{BuildBatch, BuildSummary};
-use chrono::SecondsFormat;
+use autopilot::ops::BatchSummary;
 use serde_json::{Value, json};
 
 use crate::output::{Table, cell};
 
-fn rfc3339(time: Option<&chrono::DateTime<chrono::Utc>>) -> Value {
-    time.map_or(Value::Null, |t| {
-        json!(t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
-    })
-}
-
-/// One batch as JSON.
+/// One batch as JSON: the ops API's `BatchSummary`, plus the batch's environment variables
+/// (the API leaves them out for read-only callers; the CLI runs with the operator's own rights).
 pub fn batch(batch: &BuildBatch) -> Value {
-    json!({
-        "id": batch.id.id(),
-        "arn": batch.arn.clone().or_else(|| batch.id.arn()),
-        "project": batch.id.project(),
-        "buildBatchNumber": batch.batch_number,
-        "status": batch.status.as_str(),
-        "complete": batch.complete,
-        "currentPhase": batch.current_phase,
-        "sourceVersion": batch.source_version,
-        "resolvedSourceVersion": batch.resolved_source_version,
-        "initiator": batch.initiator,
-        "startTime": rfc3339(batch.start_time.as_ref()),
-        "endTime": rfc3339(batch.end_time.as_ref()),
-        "environmentVariables": batch.environment_variables,
-        "builds": batch.build_ids.iter().map(|id| id.id()).collect::<Vec<_>>(),
-    })
+    let mut json = serde_json::to_value(BatchSummary::from(batch)).unwrap_or(Value::Null);
+    if let Value::Object(fields) = &mut json {
+        fields.insert(
+            "environmentVariables".into(),
+            json!(batch.environment_variables),
+        );
+    }
+    json
 }
 
 /// Headings of a batch table.
