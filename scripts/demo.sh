@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make demo`: the ops API, auto-retry, the batch reaper and the webhook path (a signed GitHub
-# push → webhook → start queue → batch starter) end to end on this machine, no AWS account needed.
+# `make demo`: the ops API, auto-retry, the batch reaper, the webhook path (a signed GitHub
+# push → webhook → start queue → batch starter) and a scheduled trigger (batch-trigger, read back
+# with the autopilot CLI) end to end on this machine, no AWS account needed.
 #
 #   codebuild-local  (our local CodeBuild, seeded with a few builds and batches)
 #        ^  real AWS SDK calls (BatchGetBuilds, RetryBuild,      | Build State Change events
@@ -23,7 +24,8 @@ bin="${AUTOPILOT_BIN_DIR:-$root/target/debug}"
 py="$root/.venv/bin/python3"
 [[ -x "$py" ]] || py="$(command -v python3 || true)"
 
-for tool in codebuild-local lambda-harness ops-api auto-retry batch-reaper webhook batch-starter; do
+for tool in codebuild-local lambda-harness ops-api auto-retry batch-reaper webhook batch-starter \
+  batch-trigger autopilot; do
   if [[ ! -x "$bin/$tool" ]]; then
     echo "demo: $bin/$tool is missing: run 'cargo build --workspace --bins' (make demo does)" >&2
     exit 1
@@ -99,18 +101,20 @@ json_field() {
   "$py" -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"
 }
 
-# `ask METHOD PATH [QUERY]`: builds the API Gateway HTTP API v2 event for the request (from the
-# AWS-shaped sample in tests/fixtures), invokes ops-api through the Invoke API and shows the answer.
+# `ask METHOD PATH [QUERY [IDEMPOTENCY_KEY]]`: builds the API Gateway HTTP API v2 event for the
+# request (from the AWS-shaped sample in tests/fixtures; with a key, also the Idempotency-Key
+# header and the IAM caller API Gateway puts in the request context), invokes ops-api through the
+# Invoke API and shows the answer.
 ask() {
-  local method=$1 path=$2 query=${3:-}
-  local shown="$method $path${query:+?$query}"
+  local method=$1 path=$2 query=${3:-} key=${4:-}
+  local shown="$method $path${query:+?$query}${key:+  Idempotency-Key: $key}"
   if ((${#shown} > 110)); then shown="${shown:0:107}..."; fi
   echo
   echo "==> $shown"
   "$py" - "$harness/2015-03-31/functions/ops-api/invocations" "$root/tests/fixtures/apigw-http-v2-request.json" \
-    "$method" "$path" "$query" <<'PY'
+    "$method" "$path" "$query" "$key" <<'PY'
 import json, sys, urllib.request, uuid
-url, sample, method, path, query = sys.argv[1:6]
+url, sample, method, path, query, key = sys.argv[1:7]
 event = json.load(open(sample))
 params = {}
 for pair in filter(None, query.split("&")):
@@ -121,6 +125,12 @@ event.update(routeKey=route, rawPath=path, rawQueryString=query, cookies=[], isB
 event["requestContext"].update(routeKey=route, requestId=str(uuid.uuid4()))
 event["requestContext"]["http"].update(method=method, path=path)
 event.pop("body", None)
+if key:
+    event["headers"]["idempotency-key"] = key
+    event["requestContext"]["authorizer"] = {"iam": {
+        "accessKey": "AKIAIOSFODNN7EXAMPLE", "accountId": "123456789012",
+        "callerId": "AIDACKCEVSQ6C2EXAMPLE", "cognitoIdentity": None, "principalOrgId": None,
+        "userArn": "arn:aws:iam::123456789012:user/operator", "userId": "AIDACKCEVSQ6C2EXAMPLE"}}
 if params:
     event["queryStringParameters"] = params
 else:
@@ -231,6 +241,13 @@ echo "    $moto (dead-letter queue: $dlq)"
 # timeout codebuild-local gives projects; superseding is on by default, with main, master and
 # release/* protected). GitHub pushes to Codertocat/Hello-World start project storefront.
 cat >"$work/autopilot.toml" <<'TOML'
+# The nightly suite's schedule may choose the suite (one variable) and nothing else.
+[[projects]]
+name = "nightly-e2e"
+[projects.start]
+allowed_overrides = ["source_version", "environment_variables"]
+environment_variable_names = ["E2E_SUITE"]
+
 [[projects]]
 name = "*"
 [projects.retry]
@@ -251,7 +268,7 @@ filter_groups = [[{ type = "EVENT", pattern = "PUSH" }]]
 TOML
 
 echo "Starting lambda-harness with the ops-api, auto-retry, batch-reaper, webhook and"
-echo "batch-starter binaries ..."
+echo "batch-starter, batch-trigger binaries ..."
 # codebuild-local names a caller by its access key, so auto-retry recognises the builds its own
 # RetryBuild made by this key (AUTOPILOT_OWN_INITIATOR).
 start_server lambda-harness "$bin/lambda-harness" --port 0 --show-logs \
@@ -261,6 +278,7 @@ start_server lambda-harness "$bin/lambda-harness" --port 0 --show-logs \
   --function "batch-reaper=$bin/batch-reaper" \
   --function "webhook=$bin/webhook" \
   --function "batch-starter=$bin/batch-starter" \
+  --function "batch-trigger=$bin/batch-trigger" \
   --sqs-source "$delay_queue=auto-retry" \
   --sqs-source "$start_queue=batch-starter" \
   --env "AWS_ENDPOINT_URL_CODEBUILD=$emulator" \
@@ -283,6 +301,7 @@ echo "    $harness/2015-03-31/functions/auto-retry/invocations (also fed by the 
 echo "    $harness/2015-03-31/functions/batch-reaper/invocations"
 echo "    $harness/2015-03-31/functions/webhook/invocations"
 echo "    $harness/2015-03-31/functions/batch-starter/invocations (fed by the start queue)"
+echo "    $harness/2015-03-31/functions/batch-trigger/invocations"
 
 echo
 echo "Asking the ops API (each request is an API Gateway HTTP API v2 event):"
@@ -681,6 +700,111 @@ if left or dead:
     sys.exit("demo: the start queue did not drain cleanly")
 PY
 storefront_batches unchanged "$delivery" "$cart_batch" "$storefront_main_batch"
+
+echo
+echo "Triggers: the nightly schedule fires. EventBridge's schedule rule turns its tick into an"
+echo "\"Autopilot Start Batch\" event (input transformer; infra/events/batch-trigger-scheduled.json),"
+echo "asking for project nightly-e2e with one variable, and invokes batch-trigger asynchronously."
+"$py" - "$emulator" <<'PY'
+import sys, boto3
+codebuild = boto3.client("codebuild", endpoint_url=sys.argv[1], region_name="us-east-1",
+                         aws_access_key_id="demo", aws_secret_access_key="demo")
+codebuild.create_project(
+    name="nightly-e2e", source={"type": "NO_SOURCE", "buildspec": "version: 0.2"},
+    artifacts={"type": "NO_ARTIFACTS"}, serviceRole="arn:aws:iam::123456789012:role/codebuild",
+    environment={"type": "LINUX_CONTAINER", "image": "aws/codebuild/standard:7.0",
+                 "computeType": "BUILD_GENERAL1_SMALL"})
+print("    created project nightly-e2e in codebuild-local")
+PY
+# `tick EVENT_FILE`: invokes batch-trigger with the event as EventBridge does (asynchronously)
+# and prints its decision line for that event id from the harness log.
+tick() {
+  "$py" - "$harness/2015-03-31/functions/batch-trigger/invocations" "$1" "$work/lambda-harness.log" <<'PY'
+import json, sys, time, urllib.request
+url, event_file, log = sys.argv[1:4]
+event = json.load(open(event_file))
+# Only this invocation's line: a redelivered event has the same id as the first.
+with open(log, "rb") as earlier:
+    offset = earlier.seek(0, 2)
+request = urllib.request.Request(url, data=json.dumps(event).encode(), method="POST",
+                                 headers={"X-Amz-Invocation-Type": "Event"})
+with urllib.request.urlopen(request, timeout=60) as response:
+    print(f"==> event {event['id']} ({event['source']}): async invoke HTTP {response.status}")
+deadline = time.time() + 30
+while time.time() < deadline:
+    with open(log, "rb") as current:
+        current.seek(offset)
+        lines = current.read().decode(errors="replace").splitlines()
+    for line in lines:
+        if not line.startswith("[batch-trigger] "):
+            continue
+        try:
+            fields = json.loads(line[len("[batch-trigger] "):]).get("fields", {})
+        except ValueError:
+            continue
+        if fields.get("message") == "batch-trigger decision" and fields.get("event_id") == event["id"]:
+            shown = {k: fields[k] for k in ("action", "reason", "project", "batch_id", "overrides")
+                     if k in fields}
+            print("    decision log: " + json.dumps(shown))
+            sys.exit(0)
+    time.sleep(0.2)
+sys.exit(f"demo: no batch-trigger decision for event {event['id']} within 30 s")
+PY
+}
+"$py" - "$root/infra/events/batch-trigger-scheduled.json" "$work/tick.json" <<'PY'
+import json, sys
+event = json.load(open(sys.argv[1]))
+event["detail"] = {"project": "nightly-e2e", "reason": "nightly",
+                   "environmentVariables": [{"name": "E2E_SUITE", "value": "smoke"}]}
+json.dump(event, open(sys.argv[2], "w"))
+PY
+tick "$work/tick.json"
+echo
+echo "EventBridge delivers at least once: the same tick again starts nothing new (the ledger"
+echo "answers it, CodeBuild is not called):"
+tick "$work/tick.json"
+echo
+echo "A custom event asking for an override the project does not allow (a buildspec) is refused"
+echo "with its reason, and nothing starts:"
+"$py" - "$work/tick.json" "$work/refused.json" <<'PY'
+import json, sys
+event = json.load(open(sys.argv[1]))
+event.update(id="5f0c7e52-4c7d-4d0b-9a43-7e2f7f3f4a10", source="com.example.release")
+event["detail"] = {"project": "nightly-e2e", "buildspecOverride": "version: 0.2\nphases: {}"}
+json.dump(event, open(sys.argv[2], "w"))
+PY
+tick "$work/refused.json"
+
+echo
+echo "The autopilot CLI reads it back from CodeBuild (any endpoint; here codebuild-local):"
+echo "==> autopilot batches list nightly-e2e --output table"
+AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo AWS_REGION=us-east-1 \
+  "$bin/autopilot" batches list nightly-e2e --endpoint-url "$emulator" --output table |
+  sed 's/^/    /'
+nightly="$(AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo AWS_REGION=us-east-1 \
+  "$bin/autopilot" batches list nightly-e2e --endpoint-url "$emulator")"
+"$py" - "$nightly" <<'PY'
+import json, sys
+batches = json.loads(sys.argv[1])["batches"]
+if len(batches) != 1:
+    sys.exit(f"demo: expected exactly one nightly-e2e batch, found {len(batches)}")
+variables = {v["name"]: v["value"] for v in batches[0].get("environmentVariables") or []}
+print(f"    one batch, {batches[0]['id']}, with E2E_SUITE={variables.get('E2E_SUITE')}")
+if variables.get("E2E_SUITE") != "smoke":
+    sys.exit("demo: the batch does not carry the variable the trigger asked for")
+PY
+nightly_id="$("$py" -c 'import json, sys; print(json.loads(sys.argv[1])["batches"][0]["id"])' "$nightly")"
+
+echo
+echo "An operator stops it through the ops API (IAM-signed; every POST carries an Idempotency-Key)."
+echo "Sent twice, as a client retrying after a timeout would: one StopBuildBatch, the same answer."
+ask POST "/batches/$nightly_id/stop" "" "stop-nightly-1"
+ask POST "/batches/$nightly_id/stop" "" "stop-nightly-1"
+echo
+echo "==> autopilot batches list nightly-e2e --output table"
+AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo AWS_REGION=us-east-1 \
+  "$bin/autopilot" batches list nightly-e2e --endpoint-url "$emulator" --output table |
+  sed 's/^/    /'
 
 echo
 echo "Done; stopping codebuild-local, moto and lambda-harness."
