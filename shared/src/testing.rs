@@ -1,4 +1,4 @@
-//! In-memory fakes of the CodeBuild and ledger ports, and the small inputs the test modules of
+//! In-memory fakes of the CodeBuild, ledger and configuration-source ports, and the small inputs the test modules of
 //! several capabilities share. One fake per port, so a fix to how a fake imitates AWS reaches
 //! every test that leans on it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -88,6 +88,21 @@ pub(crate) fn plain_build(project: &str, n: u32) -> Build {
             group: "/aws/codebuild/p".into(),
             stream: uuid(n),
         }),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configuration
+
+/// The configuration text, or a failure to read it.
+pub(crate) struct FixedSource(pub(crate) Result<String, crate::ports::ServiceError>);
+
+impl crate::ports::ConfigSource for FixedSource {
+    async fn fetch(
+        &self,
+        _: &crate::config::ConfigUri,
+    ) -> Result<String, crate::ports::ServiceError> {
+        self.0.clone()
     }
 }
 

@@ -16,22 +16,13 @@ use crate::ledger::{ClaimRequest, Ledger, LedgerError, PayloadHash, RecordStatus
 use crate::model::{BatchGroup, BatchId, Build, BuildBatch, BuildId, BuildStatus, PhaseType};
 use crate::ports::{
     BatchAttempts, BatchLookup, BatchRetryType, BudgetOutcome, BudgetRequest, BuildLookup,
-    CodeBuild, CodeBuildError, ConfigSource, Lineage, ListBuildBatchesRequest, Page, RetryBook,
+    CodeBuild, CodeBuildError, Lineage, ListBuildBatchesRequest, Page, RetryBook,
     RetryBuildBatchRequest, RetryBuildRequest, ServiceError, StartBuildBatchRequest,
 };
-use crate::testing::{Call, FakeCodeBuild, FakeLedger, now, uuid};
+use crate::testing::{Call, FakeCodeBuild, FakeLedger, FixedSource, now, uuid};
 
 // ---------------------------------------------------------------------------------------------
 // Fakes
-
-/// The configuration text, or a failure to read it.
-struct FixedSource(Result<String, ServiceError>);
-
-impl ConfigSource for FixedSource {
-    async fn fetch(&self, _: &ConfigUri) -> Result<String, ServiceError> {
-        self.0.clone()
-    }
-}
 
 /// Lineage links only (the rest of the retry book is auto-retry's).
 #[derive(Default)]

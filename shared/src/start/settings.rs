@@ -1,5 +1,6 @@
-//! [`StarterSettings`]: the batch-starter function's deployment settings, read once per cold
-//! start from its environment. The names are auto-retry's constants and the errors its
+//! [`StarterSettings`]: the deployment settings of the functions that start batches
+//! (batch-starter, and batch-trigger as `TriggerSettings`), read once per cold start from the
+//! environment. The names are auto-retry's constants and the errors its
 //! [`SettingsError`], so every function reads the same names the same way.
 
 use std::time::Duration;
@@ -13,7 +14,7 @@ pub use crate::retry::settings::{
 
 const DEFAULT_CONFIG_TTL: Duration = crate::config::DEFAULT_CONFIG_TTL;
 
-/// The batch-starter function's settings.
+/// The settings of batch-starter and batch-trigger.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StarterSettings {
     /// Where the configuration is read from (parsed by the config module).

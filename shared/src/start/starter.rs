@@ -574,20 +574,11 @@ mod tests {
     use crate::model::BuildStatus;
     use crate::ports::{CodeBuildError, ServiceError};
     use crate::start::StartIdentity;
-    use crate::testing::{Call, FakeCodeBuild, FakeLedger, env, now, push_start};
+    use crate::testing::{Call, FakeCodeBuild, FakeLedger, FixedSource, env, now, push_start};
     use crate::webhook::Provider;
 
     // -----------------------------------------------------------------------------------------
     // Fakes
-
-    /// The configuration text from a string, or a failure.
-    struct FixedSource(Result<String, ServiceError>);
-
-    impl ConfigSource for FixedSource {
-        async fn fetch(&self, _: &ConfigUri) -> Result<String, ServiceError> {
-            self.0.clone()
-        }
-    }
 
     // -----------------------------------------------------------------------------------------
     // Inputs

@@ -502,19 +502,10 @@ mod tests {
     use crate::config::ConfigUri;
     use crate::idempotency::IdempotencyKey;
     use crate::ports::{CodeBuildError, ServiceError};
-    use crate::testing::{Call, FakeCodeBuild, FakeLedger, env, now};
+    use crate::testing::{Call, FakeCodeBuild, FakeLedger, FixedSource, env, now};
 
     // -----------------------------------------------------------------------------------------
     // Fakes and inputs
-
-    /// The configuration text from a string, or a failure.
-    struct FixedSource(Result<String, ServiceError>);
-
-    impl ConfigSource for FixedSource {
-        async fn fetch(&self, _: &ConfigUri) -> Result<String, ServiceError> {
-            self.0.clone()
-        }
-    }
 
     /// `web` lets triggers set its version, `DEPLOY_*` variables and a timeout (no buildspec);
     /// `nightly` keeps the defaults (source version only); `quiet` is in dry run.
