@@ -159,6 +159,20 @@ impl StartError {
             Self::Ledger(_) | Self::CodeBuild(_) | Self::NotRecorded { .. } => "error",
         }
     }
+
+    /// The stable `reason` the functions that start batches log for this failure.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Conflict { .. } => "conflict",
+            Self::InFlight { .. } => "in_flight",
+            Self::FailedBefore { .. } => "failed_before",
+            Self::Ledger(e) if e.is_retryable() => "ledger_unavailable",
+            Self::Ledger(_) => "ledger_error",
+            Self::CodeBuild(e) if e.is_retryable() => "codebuild_unavailable",
+            Self::CodeBuild(_) => "codebuild_refused",
+            Self::NotRecorded { .. } => "not_recorded",
+        }
+    }
 }
 
 /// A start followed by the supersede it asked for.

@@ -512,22 +512,8 @@ fn start_failed(mut decision: RecordDecision, err: &StartError) -> RecordDecisio
         RecordAction::Failed
     };
     decision
-        .decided(action, start_error_reason(err))
+        .decided(action, err.reason())
         .with_error(&err.to_string())
-}
-
-/// The stable reason of a failed start.
-fn start_error_reason(err: &StartError) -> &'static str {
-    match err {
-        StartError::Conflict { .. } => "conflict",
-        StartError::InFlight { .. } => "in_flight",
-        StartError::FailedBefore { .. } => "failed_before",
-        StartError::Ledger(e) if e.is_retryable() => "ledger_unavailable",
-        StartError::Ledger(_) => "ledger_error",
-        StartError::CodeBuild(e) if e.is_retryable() => "codebuild_unavailable",
-        StartError::CodeBuild(_) => "codebuild_refused",
-        StartError::NotRecorded { .. } => "not_recorded",
-    }
 }
 
 /// Stops the closed pull request's batches. Any failed call hands the message back: stopping

@@ -472,22 +472,8 @@ fn start_failed(mut decision: TriggerDecision, err: &StartError) -> TriggerDecis
         TriggerAction::Failed
     };
     decision
-        .decided(action, start_error_reason(err))
+        .decided(action, err.reason())
         .with_error(&err.to_string())
-}
-
-/// The stable reason of a failed start (the batch starter's words for the same failures).
-fn start_error_reason(err: &StartError) -> &'static str {
-    match err {
-        StartError::Conflict { .. } => "conflict",
-        StartError::InFlight { .. } => "in_flight",
-        StartError::FailedBefore { .. } => "failed_before",
-        StartError::Ledger(e) if e.is_retryable() => "ledger_unavailable",
-        StartError::Ledger(_) => "ledger_error",
-        StartError::CodeBuild(e) if e.is_retryable() => "codebuild_unavailable",
-        StartError::CodeBuild(_) => "codebuild_refused",
-        StartError::NotRecorded { .. } => "not_recorded",
-    }
 }
 
 #[cfg(test)]
