@@ -2,22 +2,11 @@
 //! trigger bus or from the example schedule, starts its batch once. Wiring only; the checks, the
 //! start and what the invocation answers live in `autopilot::trigger`.
 
-use std::time::Duration;
-
 use autopilot::aws::Clients;
 use autopilot::config::AllowedProjects;
-use autopilot::trigger::{self, TriggerPorts, TriggerSettings};
+use autopilot::trigger::{self, TriggerSettings};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use serde_json::Value;
-
-/// Attempts per CodeBuild call. A throttled start otherwise waits for Lambda's own retry (about
-/// a minute), so a short throttle is better absorbed here; the idempotency token makes every
-/// repeat of `StartBuildBatch` safe. Four attempts stay well inside the function's timeout.
-const CODEBUILD_MAX_ATTEMPTS: u32 = 4;
-/// The first retry's backoff, doubled (jittered) per attempt, as for the batch starter.
-const CODEBUILD_INITIAL_BACKOFF: Duration = Duration::from_millis(200);
-/// The longest single wait between two attempts.
-const CODEBUILD_MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -32,14 +21,7 @@ async fn main() -> Result<(), Error> {
     )?;
     // Each start is checked against the IAM bound as well as the configuration.
     let allowed = AllowedProjects::parse(&settings.project_patterns)?;
-    let ports = TriggerPorts {
-        codebuild: clients.codebuild_with_retries(
-            CODEBUILD_MAX_ATTEMPTS,
-            CODEBUILD_INITIAL_BACKOFF,
-            CODEBUILD_MAX_BACKOFF,
-        ),
-        ledger: clients.ledger(&settings.ledger_table),
-    };
+    let ports = clients.start_ports(&settings.ledger_table);
     let (ports, cache, allowed, settings) = (&ports, &cache, &allowed, &settings);
     run(service_fn(move |event: LambdaEvent<Value>| async move {
         let deadline = event.context.deadline();

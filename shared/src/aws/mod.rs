@@ -28,6 +28,8 @@ pub use start_queue::{MAX_BATCH_ENTRIES, MAX_MESSAGE_BYTES, SqsStartQueue};
 
 use aws_config::BehaviorVersion;
 
+use crate::start::starter::StarterPorts;
+
 /// Every SDK client a function needs, built once per cold start and cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Clients {
@@ -114,6 +116,28 @@ impl Clients {
             )
             .build();
         SdkCodeBuild::new(aws_sdk_codebuild::Client::from_conf(config))
+    }
+
+    /// What batch-starter and batch-trigger start batches through: CodeBuild with a retry quota
+    /// of its own (see [`Self::codebuild_with_retries`]) and the ledger in `ledger_table`.
+    ///
+    /// Four attempts from 200 ms, at most 2 s apart (about 1.4 s in all): a throttled start
+    /// handed back to SQS or to Lambda's async retries waits a minute or more, so a short
+    /// throttle is better absorbed here, well inside either function's time; CodeBuild's rate
+    /// limits refill within a second. The idempotency token makes every repeat safe.
+    pub fn start_ports(&self, ledger_table: &str) -> StarterPorts<SdkCodeBuild, DynamoLedger> {
+        const CODEBUILD_MAX_ATTEMPTS: u32 = 4;
+        const CODEBUILD_INITIAL_BACKOFF: std::time::Duration =
+            std::time::Duration::from_millis(200);
+        const CODEBUILD_MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(2);
+        StarterPorts {
+            codebuild: self.codebuild_with_retries(
+                CODEBUILD_MAX_ATTEMPTS,
+                CODEBUILD_INITIAL_BACKOFF,
+                CODEBUILD_MAX_BACKOFF,
+            ),
+            ledger: self.ledger(ledger_table),
+        }
     }
 
     /// The idempotency ledger in `table`.

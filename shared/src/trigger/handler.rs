@@ -50,14 +50,8 @@ pub const FUNCTION_NAME: &str = "batch-trigger";
 /// Error texts in the decision line and the error are cut to this many characters.
 const MAX_ERROR_CHARS: usize = 300;
 
-/// The ports the trigger acts through.
-#[derive(Debug, Clone)]
-pub struct TriggerPorts<C, L> {
-    /// CodeBuild.
-    pub codebuild: C,
-    /// The idempotency ledger.
-    pub ledger: L,
-}
+/// The ports the trigger acts through: the batch starter's (CodeBuild and the ledger).
+pub type TriggerPorts<C, L> = crate::start::starter::StarterPorts<C, L>;
 
 /// What one event is handled with.
 #[derive(Debug, Clone, Copy)]
