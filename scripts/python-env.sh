@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates the project's Python environments at the workspace root, idempotently:
-#   .venv       moto's server + botocore (tests: local AWS stack, CodeBuild service model)
+#   .venv       moto's server + botocore (tests: local AWS stack, CodeBuild service model) and
+#               schemathesis (the ops API checked against docs/openapi.json)
 #   .venv-lint  aws-sam-cli, cfn-lint, cfn-lint-serverless (template linting)
 # Two venvs because aws-sam-cli and moto pin conflicting boto3/botocore versions.
 #
