@@ -64,13 +64,14 @@ demo: ## run the local demo (codebuild-local + the functions)
 	$(CARGO) build --workspace --bins
 	scripts/demo.sh
 
-bench: ## optional: ops-api, auto-retry and webhook latency and memory, batch-reaper at 10,000 batches (release builds) against codebuild-local + moto
+bench: ## optional: ops-api, auto-retry, webhook, batch-trigger latency and memory, batch-reaper at 10,000 batches (release builds) against codebuild-local + moto
 	scripts/python-env.sh stack
 	$(CARGO) build --workspace --bins
-	$(CARGO) build --release -p ops-api -p auto-retry -p batch-reaper -p webhook -p batch-starter -p codebuild-local
+	$(CARGO) build --release -p ops-api -p auto-retry -p batch-reaper -p webhook -p batch-starter -p batch-trigger -p codebuild-local
 	bench/ops-api-latency.sh release 200
 	bench/auto-retry-latency.sh release 100
 	bench/webhook-latency.sh release 200
+	bench/trigger-ops-latency.sh release 200
 	bench/reaper-scale.sh release 10000 50
 
 # Optional: Lambda zip artefacts for arm64. Needs cargo-lambda and zig (both installed into
