@@ -45,8 +45,8 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
-    /// Print what auto-retry would do with a `CodeBuild Build State Change` event, and why
-    /// (no AWS call).
+    /// Print what auto-retry would do with a `CodeBuild Build State Change` event, or what the
+    /// batch reaper would do with build batches, and why (no AWS call).
     Decide(DecideArgs),
     /// Read or retry CodeBuild builds.
     Builds {
@@ -93,16 +93,23 @@ pub struct ValidateArgs {
     pub patterns: ProjectPatterns,
 }
 
-/// `autopilot decide <event.json>`.
+/// `autopilot decide <event.json | batches.json>`.
 #[derive(Debug, Args)]
 pub struct DecideArgs {
-    /// The event: a `CodeBuild Build State Change` as EventBridge delivers it, or a delay-queue
-    /// `retry_after_backoff` message carrying one.
+    /// The input. A `CodeBuild Build State Change` as EventBridge delivers it, or a delay-queue
+    /// `retry_after_backoff` message carrying one: auto-retry's decision. Build batches as
+    /// `aws codebuild batch-get-build-batches` prints them (`{"buildBatches": [...]}`), or one
+    /// such batch: the batch reaper's decision for each, its projects swept as the scheduled
+    /// sweep does (only IN_PROGRESS batches are seen).
     pub event: PathBuf,
-    /// The configuration to decide with; without it, the default retry policy applies to any
-    /// project.
+    /// The configuration to decide with; without it, the default retry (or reaper) policy
+    /// applies to any project.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// For build batches: the moment to decide at (RFC 3339, e.g. `2026-12-01T18:00:00Z`), so
+    /// ages and staleness are reproducible; default: now.
+    #[arg(long, value_name = "RFC3339")]
+    pub now: Option<String>,
     /// The IAM bound the configuration is validated against.
     #[command(flatten)]
     pub patterns: ProjectPatterns,

@@ -1,5 +1,6 @@
 //! `autopilot decide <event.json>`: what auto-retry would do with one build state change, and
-//! why, without calling AWS.
+//! why, without calling AWS. Given build batches instead, what the batch reaper would do
+//! ([`reaper`]).
 //!
 //! The steps mirror the single-build flow of `autopilot::retry::handler` and call the crate's
 //! own pure functions ([`classify`], [`decide_retry`]); only what needs AWS is assumed instead:
@@ -21,6 +22,8 @@ use serde_json::Value;
 use crate::args::DecideArgs;
 use crate::config_file;
 use crate::error::CliError;
+
+pub mod reaper;
 
 /// The reason auto-retry logs for a project no `[[projects]]` entry covers.
 const PROJECT_NOT_CONFIGURED: &str = "project_not_configured";
@@ -93,6 +96,17 @@ pub fn run(args: &DecideArgs) -> Result<(), CliError> {
         None => None,
     };
     let text = config_file::read_text(&args.event)?;
+    // Build batches go to the reaper's explanation; anything else is an auto-retry event.
+    if let Some(batches) = reaper::read_batches(&args.event, &text)? {
+        let now = match &args.now {
+            Some(text) => reaper::parse_now(text)?,
+            None => std::time::SystemTime::now(),
+        };
+        let explanation = reaper::explain(&batches, config.as_ref(), now);
+        println!("{}", serde_json::to_string(&explanation)?);
+        eprintln!("{}", explanation.summary());
+        return Ok(());
+    }
     let input = read_input(&args.event, &text)?;
     let explanation = explain(&input, config.as_ref());
     println!("{}", serde_json::to_string(&explanation)?);

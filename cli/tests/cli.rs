@@ -216,3 +216,303 @@ fn an_event_of_another_kind_is_refused() {
         text(&out.stderr)
     );
 }
+
+// --- `decide` with build batches: the batch reaper's decision ---
+
+/// The moment every batch test decides at.
+const NOW: &str = "2026-12-01T12:00:00Z";
+/// `NOW` in epoch seconds.
+const NOW_EPOCH: i64 = 1_796_126_400;
+
+/// A batch as `BatchGetBuildBatches` returns it (epoch-second times, the API's JSON), started
+/// `minutes_ago` before [`NOW`], building `branch`.
+fn batch(project: &str, number: i64, status: &str, branch: &str, minutes_ago: i64) -> Value {
+    let id = format!("{project}:00000000-0000-0000-0000-{number:012}");
+    serde_json::json!({
+        "id": id,
+        "arn": format!("arn:aws:codebuild:eu-west-1:123456789012:build-batch/{id}"),
+        "startTime": NOW_EPOCH - minutes_ago * 60,
+        "currentPhase": "IN_PROGRESS",
+        "buildBatchStatus": status,
+        "sourceVersion": format!("refs/heads/{branch}"),
+        "projectName": project,
+        "complete": status != "IN_PROGRESS",
+        "initiator": "autopilot-webhook",
+        "buildBatchNumber": number,
+        "environment": {"environmentVariables": [
+            {"name": "CI", "value": "true", "type": "PLAINTEXT"}
+        ]},
+        "buildGroups": [{
+            "identifier": "build1",
+            "currentBuildSummary": {
+                "arn": format!("arn:aws:codebuild:eu-west-1:123456789012:build/{project}:11111111-0000-0000-0000-{number:012}"),
+                "buildStatus": "IN_PROGRESS"
+            }
+        }]
+    })
+}
+
+/// Runs `decide --now NOW` on `{"buildBatches": batches}`, with `config` when given.
+fn decide_batches(batches: &[Value], config: Option<&str>) -> (Value, String) {
+    let file = temp_file(&serde_json::json!({ "buildBatches": batches }).to_string());
+    let config = config.map(temp_file);
+    let mut args = vec![file.path().to_str().unwrap(), "--now", NOW];
+    if let Some(config) = &config {
+        args.extend(["--config", config.path().to_str().unwrap()]);
+    }
+    decide(&args)
+}
+
+const STALE_AFTER_AN_HOUR: &str =
+    "[[projects]]\nname = \"app\"\n[projects.reaper]\nmax_age_minutes = 60\n";
+
+#[test]
+fn a_stale_batch_would_be_stopped() {
+    let (json, stderr) = decide_batches(
+        &[batch("app", 7, "IN_PROGRESS", "feature/x", 90)],
+        Some(STALE_AFTER_AN_HOUR),
+    );
+    let decision = &json["batches"][0];
+    assert_eq!(decision["id"], "app:00000000-0000-0000-0000-000000000007");
+    assert_eq!(decision["project"], "app");
+    assert_eq!(decision["would"], "stop");
+    assert_eq!(decision["reason"], "stale");
+    assert_eq!(decision["age_minutes"], 90);
+    assert_eq!(decision["branch"]["name"], "feature/x");
+    assert_eq!(decision["dry_run"], false);
+    assert!(stderr.starts_with("would stop 1 of 1 batches"), "{stderr}");
+}
+
+#[test]
+fn a_young_batch_is_not_stale() {
+    let (json, _) = decide_batches(
+        &[batch("app", 7, "IN_PROGRESS", "feature/x", 30)],
+        Some(STALE_AFTER_AN_HOUR),
+    );
+    assert_eq!(json["batches"][0]["would"], "skip");
+    assert_eq!(json["batches"][0]["reason"], "current");
+}
+
+#[test]
+fn the_older_batch_of_a_branch_is_superseded_by_the_newer() {
+    // The newer batch first: "newer" is the batch number, not the file's order.
+    let (json, stderr) = decide_batches(
+        &[
+            batch("app", 5, "IN_PROGRESS", "feature/x", 5),
+            batch("app", 4, "IN_PROGRESS", "feature/x", 10),
+        ],
+        None,
+    );
+    let (newer, older) = (&json["batches"][0], &json["batches"][1]);
+    assert_eq!(older["would"], "stop");
+    assert_eq!(older["reason"], "superseded");
+    assert_eq!(older["superseded_by"], newer["id"]);
+    assert_eq!(newer["would"], "skip");
+    assert_eq!(newer["reason"], "current");
+    assert!(newer.get("superseded_by").is_none());
+    assert!(stderr.contains("superseded by app:"), "{stderr}");
+    let assumptions = json["assumptions"].to_string();
+    assert!(
+        assumptions.contains("only the batches in the file are considered"),
+        "{assumptions}"
+    );
+    assert!(assumptions.contains("no --config"), "{assumptions}");
+}
+
+#[test]
+fn a_protected_branch_is_never_superseded() {
+    let (json, _) = decide_batches(
+        &[
+            batch("app", 4, "IN_PROGRESS", "main", 10),
+            batch("app", 5, "IN_PROGRESS", "main", 5),
+        ],
+        None,
+    );
+    assert_eq!(json["batches"][0]["would"], "skip");
+    assert_eq!(json["batches"][0]["reason"], "protected_branch");
+    assert_eq!(json["batches"][1]["would"], "skip");
+}
+
+#[test]
+fn a_finished_batch_is_not_listed_and_supersedes_nothing() {
+    let (json, _) = decide_batches(
+        &[
+            batch("app", 4, "IN_PROGRESS", "feature/x", 10),
+            batch("app", 5, "SUCCEEDED", "feature/x", 5),
+        ],
+        None,
+    );
+    assert_eq!(json["batches"][0]["reason"], "current");
+    assert_eq!(json["batches"][1]["would"], "skip");
+    assert_eq!(json["batches"][1]["reason"], "not_in_progress");
+    assert_eq!(json["batches"][1]["status"], "SUCCEEDED");
+    assert!(
+        json["assumptions"]
+            .to_string()
+            .contains("lists IN_PROGRESS batches only")
+    );
+}
+
+#[test]
+fn a_project_the_configuration_does_not_cover_is_not_swept() {
+    let (json, _) = decide_batches(
+        &[batch("other", 7, "IN_PROGRESS", "feature/x", 500)],
+        Some(STALE_AFTER_AN_HOUR),
+    );
+    assert_eq!(json["batches"][0]["would"], "skip");
+    assert_eq!(json["batches"][0]["reason"], "project_not_configured");
+}
+
+#[test]
+fn a_dry_run_project_would_stop_but_only_log() {
+    let config =
+        "[[projects]]\nname = \"app\"\ndry_run = true\n[projects.reaper]\nmax_age_minutes = 60\n";
+    let (json, stderr) = decide_batches(
+        &[batch("app", 7, "IN_PROGRESS", "feature/x", 90)],
+        Some(config),
+    );
+    assert_eq!(json["batches"][0]["would"], "stop");
+    assert_eq!(json["batches"][0]["reason"], "stale");
+    assert_eq!(json["batches"][0]["dry_run"], true);
+    assert!(stderr.contains("dry-run"), "{stderr}");
+}
+
+#[test]
+fn one_batch_as_the_aws_cli_prints_it_is_read() {
+    // The AWS CLI prints times as RFC 3339 with an offset; a single batch object is accepted.
+    let mut one = batch("app", 7, "IN_PROGRESS", "feature/x", 0);
+    one["startTime"] = Value::from("2026-12-01T10:00:00.123000+00:00");
+    let file = temp_file(&one.to_string());
+    let config = temp_file(STALE_AFTER_AN_HOUR);
+    let (json, _) = decide(&[
+        file.path().to_str().unwrap(),
+        "--now",
+        NOW,
+        "--config",
+        config.path().to_str().unwrap(),
+    ]);
+    assert_eq!(json["now"], NOW);
+    assert_eq!(json["batches"][0]["age_minutes"], 119);
+    assert_eq!(json["batches"][0]["reason"], "stale");
+}
+
+#[test]
+fn a_malformed_batch_file_is_exit_2_with_the_reason() {
+    let file = temp_file(
+        r#"{"buildBatches": [{"id": "no-uuid-here", "buildBatchStatus": "IN_PROGRESS"}]}"#,
+    );
+    let out = autopilot(&["decide", file.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("build batch 0"), "{stderr}");
+    assert!(stderr.contains("no-uuid-here"), "{stderr}");
+    assert!(out.stdout.is_empty());
+
+    let file = temp_file(r#"{"buildBatches": 3}"#);
+    let out = autopilot(&["decide", file.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("not a list"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_bad_now_is_refused() {
+    let file = temp_file(&serde_json::json!({"buildBatches": []}).to_string());
+    let out = autopilot(&[
+        "decide",
+        file.path().to_str().unwrap(),
+        "--now",
+        "yesterday",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--now"), "{}", text(&out.stderr));
+}
+
+/// The JSON `codebuild-local` answers `BatchGetBuildBatches` with (CodeBuild's wire shape:
+/// epoch-second times, the branch also in `environment.environmentVariables`) reads as the
+/// sweep would see it.
+#[tokio::test]
+async fn codebuild_local_batches_are_decided_as_the_sweep_would() {
+    use codebuild_local::control::SeedBatch;
+    use codebuild_local::model::{EnvironmentVariable, Status};
+
+    let server = codebuild_local::serve(
+        codebuild_local::Config::default(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let seed = |age_seconds: i64, source_version: &str| SeedBatch {
+        project_name: "web".into(),
+        age_seconds: Some(age_seconds),
+        source_version: Some(source_version.into()),
+        ..SeedBatch::default()
+    };
+    // The newer batch names its branch only in AUTOPILOT_BRANCH (it built a bare commit).
+    let newer = SeedBatch {
+        environment_variables: Some(vec![EnvironmentVariable {
+            name: "AUTOPILOT_BRANCH".into(),
+            value: "feature/y".into(),
+            kind: "PLAINTEXT".into(),
+        }]),
+        ..seed(60, "0123456789abcdef0123456789abcdef01234567")
+    };
+    let finished = SeedBatch {
+        build_batch_status: Some(Status::Succeeded),
+        ..seed(30, "refs/heads/feature/y")
+    };
+    let ids = server
+        .control()
+        .seed_batches(&[
+            seed(1800, "refs/heads/feature/y"),
+            newer,
+            seed(7200, "refs/heads/feature/old"),
+            finished,
+        ])
+        .await
+        .unwrap();
+    let raw = harness::stack::CodeBuildCli::new(server.endpoint());
+    let answer = raw
+        .call("BatchGetBuildBatches", &serde_json::json!({ "ids": ids }))
+        .await
+        .unwrap();
+    let file = temp_file(&answer.to_string());
+    let config =
+        temp_file("[[projects]]\nname = \"web\"\n[projects.reaper]\nmax_age_minutes = 60\n");
+
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_autopilot"))
+        .args(["decide", file.path().to_str().unwrap()])
+        .args(["--config", config.path().to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let by_id = |id: &str| {
+        json["batches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    let (older, newer, stale, finished) = (
+        by_id(&ids[0]),
+        by_id(&ids[1]),
+        by_id(&ids[2]),
+        by_id(&ids[3]),
+    );
+    assert_eq!(older["would"], "stop");
+    assert_eq!(older["reason"], "superseded");
+    assert_eq!(older["superseded_by"], ids[1].as_str());
+    assert_eq!(newer["would"], "skip");
+    assert_eq!(newer["reason"], "current");
+    assert_eq!(newer["branch"]["name"], "feature/y");
+    assert_eq!(stale["would"], "stop");
+    assert_eq!(stale["reason"], "stale");
+    assert_eq!(finished["reason"], "not_in_progress");
+}

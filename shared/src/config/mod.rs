@@ -410,6 +410,14 @@ impl Default for RetryPolicy {
 /// Branches protected from superseding unless configured.
 pub const DEFAULT_PROTECTED_BRANCHES: &[&str] = &["main", "master", "release/*"];
 
+impl ReaperPolicy {
+    /// True when the policy can stop anything at all (a max age, or superseding): the sweep
+    /// reads only such projects.
+    pub fn can_stop(&self) -> bool {
+        self.max_age.is_some() || self.supersede
+    }
+}
+
 impl Default for ReaperPolicy {
     fn default() -> Self {
         Self {

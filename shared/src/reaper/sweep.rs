@@ -19,7 +19,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use super::settings::ReaperSettings;
 use super::summary::{FUNCTION_NAME, Outcome, ReapSummary, stop_outcome};
 use super::{ReapAction, ReapDecision, plan_project};
-use crate::config::{Config, ConfigCache, ConfigLoadError, ReaperPolicy};
+use crate::config::{Config, ConfigCache, ConfigLoadError};
 use crate::model::{BatchId, BuildBatch, BuildStatus};
 use crate::ports::{
     BATCH_GET_LIMIT, CodeBuild, CodeBuildError, ConfigSource, ListBuildBatchesRequest,
@@ -234,7 +234,7 @@ async fn resolve_projects<C: CodeBuild, D: Deadline>(
     reaper: &Reaper<'_, C, D>,
     config: &Config,
 ) -> Result<Vec<String>, (Vec<String>, CodeBuildError)> {
-    let acts = |name: &str| config.entry_for(name).is_some_and(|e| can_stop(&e.reaper));
+    let acts = |name: &str| config.entry_for(name).is_some_and(|e| e.reaper.can_stop());
     let mut names: BTreeSet<String> = config
         .projects
         .iter()
@@ -275,11 +275,6 @@ async fn resolve_projects<C: CodeBuild, D: Deadline>(
             Err(err) => return Err((names.into_iter().collect(), err)),
         }
     }
-}
-
-/// True when the policy can stop anything at all.
-fn can_stop(policy: &ReaperPolicy) -> bool {
-    policy.max_age.is_some() || policy.supersede
 }
 
 /// Reads, plans and acts on one project. `Err` when its batches could not be read.
