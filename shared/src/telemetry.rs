@@ -41,6 +41,18 @@ pub fn init() {
     };
 }
 
+/// Error texts in a decision line are cut to this many characters: a parse error may quote the
+/// input, and an input (a queued message, an event) is never logged whole.
+pub const MAX_LOGGED_ERROR_CHARS: usize = 300;
+
+/// `text` cut to `limit` characters (an ellipsis marks the cut), for log fields.
+pub fn shorten(text: &str, limit: usize) -> String {
+    match text.char_indices().nth(limit) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

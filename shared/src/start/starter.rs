@@ -45,6 +45,7 @@ use crate::metrics;
 use crate::model::BatchId;
 use crate::ports::{CodeBuild, ConfigSource};
 use crate::reaper::ReapSummary;
+use crate::telemetry::{MAX_LOGGED_ERROR_CHARS, shorten};
 
 /// The function name, as the metrics' `Function` dimension.
 pub const FUNCTION_NAME: &str = "batch-starter";
@@ -52,10 +53,6 @@ pub const FUNCTION_NAME: &str = "batch-starter";
 /// No message is begun with less time than this left before the invocation's deadline: a start
 /// (claim, `StartBuildBatch`, complete) and its supersede (list, get, stops) take well under it.
 pub const RECORD_MARGIN: Duration = Duration::from_secs(5);
-
-/// Error texts in the decision line are cut to this many characters: a parse error may quote
-/// the body, and the body is never logged whole.
-const MAX_ERROR_CHARS: usize = 300;
 
 /// The SQS attribute counting how often a message was received (this time included).
 const RECEIVE_COUNT: &str = "ApproximateReceiveCount";
@@ -207,7 +204,7 @@ impl RecordDecision {
     }
 
     fn with_error(mut self, error: &str) -> Self {
-        self.error = Some(shorten(error));
+        self.error = Some(shorten(error, MAX_LOGGED_ERROR_CHARS));
         self
     }
 
@@ -318,7 +315,7 @@ pub fn parse_event(input: Value) -> Result<SqsEvent, StarterError> {
         });
     }
     serde_json::from_value(input).map_err(|err| StarterError::NotAnSqsEvent {
-        message: shorten(&err.to_string()),
+        message: shorten(&err.to_string(), MAX_LOGGED_ERROR_CHARS),
     })
 }
 
@@ -539,14 +536,6 @@ async fn stop_pull_request<C: CodeBuild>(
         (RecordAction::Failed, "codebuild_refused")
     };
     decision.decided(action, reason).with_error(&first.message)
-}
-
-/// `text` cut to [`MAX_ERROR_CHARS`] characters.
-fn shorten(text: &str) -> String {
-    match text.char_indices().nth(MAX_ERROR_CHARS) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text.to_owned(),
-    }
 }
 
 #[cfg(test)]
@@ -1109,8 +1098,11 @@ dry_run = true
 
     #[test]
     fn long_errors_are_cut() {
-        let long = "x".repeat(MAX_ERROR_CHARS * 3);
-        assert_eq!(shorten(&long).chars().count(), MAX_ERROR_CHARS + 1);
-        assert_eq!(shorten("short"), "short");
+        let long = "x".repeat(MAX_LOGGED_ERROR_CHARS * 3);
+        assert_eq!(
+            shorten(&long, MAX_LOGGED_ERROR_CHARS).chars().count(),
+            MAX_LOGGED_ERROR_CHARS + 1
+        );
+        assert_eq!(shorten("short", MAX_LOGGED_ERROR_CHARS), "short");
     }
 }

@@ -24,6 +24,7 @@
 use serde_json::{Map, Value};
 
 use crate::start::overrides::StartOverrides;
+use crate::telemetry::shorten;
 
 /// The `detail-type` of a start request; the trigger rule matches only this.
 pub const DETAIL_TYPE: &str = "Autopilot Start Batch";
@@ -247,14 +248,6 @@ fn check_length(field: &'static str, value: &str, limit: usize) -> Result<(), Tr
         });
     }
     Ok(())
-}
-
-/// `text` cut to `limit` characters (an ellipsis marks the cut).
-pub(crate) fn shorten(text: &str, limit: usize) -> String {
-    match text.char_indices().nth(limit) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text.to_owned(),
-    }
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::event::{
-    EventTrace, SCHEDULE_SOURCE, TriggerEventError, TriggerRequest, parse_trigger_event, shorten,
+    EventTrace, SCHEDULE_SOURCE, TriggerEventError, TriggerRequest, parse_trigger_event,
 };
 use super::settings::TriggerSettings;
 use crate::config::{AllowedProjects, Config, ConfigCache, ConfigLoadError, OverrideKind};
@@ -43,12 +43,10 @@ use crate::ports::{CodeBuild, ConfigSource};
 use crate::start::StartIdentity;
 use crate::start::mechanism::{StartError, StartOutcome, StartRun, start_batch};
 use crate::start::overrides::{OverrideError, StartOverrides};
+use crate::telemetry::{MAX_LOGGED_ERROR_CHARS, shorten};
 
 /// The function name, as the metrics' `Function` dimension.
 pub const FUNCTION_NAME: &str = "batch-trigger";
-
-/// Error texts in the decision line and the error are cut to this many characters.
-const MAX_ERROR_CHARS: usize = 300;
 
 /// The ports the trigger acts through: the batch starter's (CodeBuild and the ledger).
 pub type TriggerPorts<C, L> = crate::start::starter::StarterPorts<C, L>;
@@ -187,7 +185,7 @@ impl TriggerDecision {
     }
 
     fn with_error(mut self, error: &str) -> Self {
-        self.error = Some(shorten(error, MAX_ERROR_CHARS));
+        self.error = Some(shorten(error, MAX_LOGGED_ERROR_CHARS));
         self
     }
 
