@@ -16,6 +16,10 @@ export MOTO_SERVER_BIN := $(VENV)/bin/moto_server
 export CODEBUILD_SERVICE_MODEL := $(firstword $(wildcard $(VENV)/lib/python3*/site-packages/botocore/data/codebuild/2016-10-06/service-2.json.gz) $(VENV)/lib/python3/site-packages/botocore/data/codebuild/2016-10-06/service-2.json.gz)
 # SAM CLI phones home by default; never from CI or a developer's test run.
 export SAM_CLI_TELEMETRY := 0
+# Incremental state is ~3 GB for this workspace and buys nothing on a fresh clone (CI, a
+# newcomer's first `make test`); it once filled a CI disk. Plain `cargo` keeps it for the edit
+# loop; `CARGO_INCREMENTAL=1 make test` opts back in.
+export CARGO_INCREMENTAL ?= 0
 
 .PHONY: help venv test fmt-check clippy build cargo-test lint-template event-pattern demo bench package clean
 

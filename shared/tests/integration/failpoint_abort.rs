@@ -17,7 +17,8 @@ fn run_child(armed_step: &str) -> std::process::Output {
     Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "child_reaches_the_step",
+            // Its name inside the crate's one integration-test binary (see main.rs).
+            "failpoint_abort::child_reaches_the_step",
             "--nocapture",
             "--test-threads=1",
         ])

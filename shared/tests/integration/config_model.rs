@@ -10,7 +10,7 @@ use autopilot::config::{
     ReaperPolicy, RetryClass, RetryPolicy,
 };
 
-const EXAMPLE: &str = include_str!("../../infra/autopilot.example.toml");
+const EXAMPLE: &str = include_str!("../../../infra/autopilot.example.toml");
 
 fn all() -> AllowedProjects {
     AllowedProjects::all()
@@ -642,7 +642,7 @@ fn errors_display_one_per_line_in_line_order() {
 
 #[test]
 fn the_examples_in_the_configuration_reference_validate() {
-    let doc = include_str!("../../docs/configuration.md");
+    let doc = include_str!("../../../docs/configuration.md");
     let blocks: Vec<&str> = doc
         .split("```toml\n")
         .skip(1)

@@ -1,6 +1,6 @@
 //! Running the real `autopilot` binary against an endpoint, with an environment of our own.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::process::Output;

@@ -28,23 +28,23 @@ use harness::workspace;
 use serde_json::{Value, json};
 
 /// A sample HTTP API v2 event as AWS documents it; each request overrides its request parts.
-const SAMPLE_EVENT: &str = include_str!("../fixtures/apigw-http-v2-request.json");
+const SAMPLE_EVENT: &str = include_str!("../../fixtures/apigw-http-v2-request.json");
 
-const GITHUB_PING: &str = include_str!("../../shared/tests/fixtures/webhooks/github/ping.json");
-const GITHUB_PUSH: &str = include_str!("../../shared/tests/fixtures/webhooks/github/push.json");
+const GITHUB_PING: &str = include_str!("../../../shared/tests/fixtures/webhooks/github/ping.json");
+const GITHUB_PUSH: &str = include_str!("../../../shared/tests/fixtures/webhooks/github/push.json");
 const GITHUB_PR_SYNCHRONIZE: &str =
-    include_str!("../../shared/tests/fixtures/webhooks/github/pull_request.synchronize.json");
+    include_str!("../../../shared/tests/fixtures/webhooks/github/pull_request.synchronize.json");
 const GITHUB_PR_CLOSED: &str =
-    include_str!("../../shared/tests/fixtures/webhooks/github/pull_request.closed.json");
-const GITLAB_PUSH: &str = include_str!("../../shared/tests/fixtures/webhooks/gitlab/push.json");
+    include_str!("../../../shared/tests/fixtures/webhooks/github/pull_request.closed.json");
+const GITLAB_PUSH: &str = include_str!("../../../shared/tests/fixtures/webhooks/gitlab/push.json");
 const GITLAB_TAG_PUSH: &str =
-    include_str!("../../shared/tests/fixtures/webhooks/gitlab/tag_push.json");
+    include_str!("../../../shared/tests/fixtures/webhooks/gitlab/tag_push.json");
 const GITLAB_MERGE_REQUEST: &str =
-    include_str!("../../shared/tests/fixtures/webhooks/gitlab/merge_request.json");
+    include_str!("../../../shared/tests/fixtures/webhooks/gitlab/merge_request.json");
 const BITBUCKET_PUSH: &str =
-    include_str!("../../shared/tests/fixtures/webhooks/bitbucket/repo_push.json");
+    include_str!("../../../shared/tests/fixtures/webhooks/bitbucket/repo_push.json");
 const BITBUCKET_PR_UPDATED: &str =
-    include_str!("../../shared/tests/fixtures/webhooks/bitbucket/pullrequest_updated.json");
+    include_str!("../../../shared/tests/fixtures/webhooks/bitbucket/pullrequest_updated.json");
 
 /// Secrets Manager names and values. `github-retired` exists but is not configured.
 const GITHUB_SECRET: (&str, &str) = ("wh/github", "gh-current-5b7c0d");

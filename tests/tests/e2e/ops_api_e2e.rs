@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 /// A sample HTTP API v2 event as AWS documents it; each request overrides the request-specific
 /// fields and keeps the rest (headers, requestContext identity, stage) as API Gateway sends them.
-const SAMPLE_EVENT: &str = include_str!("../fixtures/apigw-http-v2-request.json");
+const SAMPLE_EVENT: &str = include_str!("../../fixtures/apigw-http-v2-request.json");
 
 struct Stack {
     emulator: Server,

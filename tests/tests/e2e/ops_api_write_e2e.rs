@@ -23,7 +23,7 @@ use harness::workspace;
 use serde_json::{Value, json};
 
 /// A sample HTTP API v2 event as AWS documents it; each request overrides its request parts.
-const SAMPLE_EVENT: &str = include_str!("../fixtures/apigw-http-v2-request.json");
+const SAMPLE_EVENT: &str = include_str!("../../fixtures/apigw-http-v2-request.json");
 
 /// The operator every request is signed by (unless a test says otherwise).
 const OPERATOR: &str = "arn:aws:iam::123456789012:user/operator";

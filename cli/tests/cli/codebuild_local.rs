@@ -3,15 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::io::Write;
 use std::net::SocketAddr;
 
+use crate::run::{autopilot, autopilot_env, unreachable_endpoint};
 use codebuild_local::control::{SeedBatch, SeedBuild};
 use codebuild_local::model::Status;
 use codebuild_local::{Config, Server, serve};
-use common::{autopilot, autopilot_env, unreachable_endpoint};
 use harness::stack::CodeBuildCli;
 use serde_json::{Value, json};
 

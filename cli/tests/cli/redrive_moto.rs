@@ -3,13 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::collections::HashMap;
 
+use crate::run::{autopilot, unreachable_endpoint};
 use aws_sdk_sqs::primitives::Blob;
 use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
-use common::{autopilot, unreachable_endpoint};
 use harness::moto::MotoServer;
 use harness::stack::{self, QueueWithDlq, Redrive};
 use serde_json::json;

@@ -10,7 +10,7 @@ use autopilot::config::{AllowedProjects, ConfigLoadError, ConfigUri, load_config
 use autopilot::ports::{ConfigSource, ServiceError};
 use harness::moto::MotoServer;
 
-const EXAMPLE: &str = include_str!("../../infra/autopilot.example.toml");
+const EXAMPLE: &str = include_str!("../../../infra/autopilot.example.toml");
 const BUCKET: &str = "autopilot-config";
 
 struct Stack {
