@@ -1,5 +1,5 @@
 //! The webhook flow over fakes: verify → understand → route → claim → queue, and every way a
-//! delivery is refused. The real binary's end-to-end tests are in tests/tests/webhook_e2e.rs.
+//! delivery is refused. The real binary's end-to-end tests are in tests/tests/e2e/webhook_e2e.rs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
