@@ -14,7 +14,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use autopilot::aws::{DynamoLedger, DynamoRetryBook};
+use crate::local_services;
+use autopilot::aws::DynamoRetryBook;
 use autopilot::model::{BatchId, BuildId};
 use autopilot::ports::RetryBook;
 use codebuild_local::control::{ControlClient, FinishBuild, SeedBatch, SeedBatchBuild, SeedBuild};
@@ -93,23 +94,13 @@ struct Stack {
 impl Stack {
     async fn start() -> Stack {
         let capture = EventCapture::start().await.unwrap();
-        let emulator = codebuild_local::serve(
-            codebuild_local::Config {
-                event_sink: Some(capture.url().to_owned()),
-                ..codebuild_local::Config::default()
-            },
-            "127.0.0.1:0".parse().unwrap(),
-        )
-        .await
-        .unwrap();
-        let moto = MotoServer::start().await.unwrap();
-        let sdk = moto.sdk_config().await;
-
-        let table = "autopilot-ledger".to_owned();
-        DynamoLedger::new(aws_sdk_dynamodb_client(&sdk), &table)
-            .create_table()
-            .await
-            .unwrap();
+        let emulator = local_services::codebuild_local_with(codebuild_local::Config {
+            event_sink: Some(capture.url().to_owned()),
+            ..codebuild_local::Config::default()
+        })
+        .await;
+        let (moto, sdk) = local_services::moto_with_ledger().await;
+        let table = local_services::LEDGER_TABLE.to_owned();
 
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         // A short visibility timeout so a message the function reports failed comes back soon.

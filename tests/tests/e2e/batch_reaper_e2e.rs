@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::local_services;
 use codebuild_local::control::{ControlClient, SeedBatch, SeedBatchBuild};
 use codebuild_local::model::{EnvironmentVariable, Status};
 use codebuild_local::protocol::CallRecord;
@@ -156,12 +157,7 @@ impl<'a> Seed<'a> {
 
 impl Stack {
     async fn start() -> Stack {
-        let emulator = codebuild_local::serve(
-            codebuild_local::Config::default(),
-            "127.0.0.1:0".parse().unwrap(),
-        )
-        .await
-        .unwrap();
+        let emulator = local_services::codebuild_local().await;
         let config = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
         std::fs::write(config.path(), CONFIG).unwrap();
         let config_uri = format!("file:{}", config.path().display());

@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use autopilot::aws::DynamoLedger;
+use crate::local_services;
 use autopilot::idempotency::IdempotencyKey;
 use codebuild_local::control::ControlClient;
 use codebuild_local::faults::FaultSpec;
@@ -88,19 +88,9 @@ struct Stack {
 
 impl Stack {
     async fn start() -> Stack {
-        let emulator = codebuild_local::serve(
-            codebuild_local::Config::default(),
-            "127.0.0.1:0".parse().unwrap(),
-        )
-        .await
-        .unwrap();
-        let moto = MotoServer::start().await.unwrap();
-        let sdk = moto.sdk_config().await;
-        let table = "autopilot-ledger";
-        DynamoLedger::new(aws_sdk_dynamodb::Client::new(&sdk), table)
-            .create_table()
-            .await
-            .unwrap();
+        let emulator = local_services::codebuild_local().await;
+        let (moto, sdk) = local_services::moto_with_ledger().await;
+        let table = local_services::LEDGER_TABLE;
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let dlq = stack::create_queue(&sqs, "autopilot-trigger-dlq", &[])
             .await

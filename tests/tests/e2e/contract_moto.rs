@@ -36,6 +36,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
+use crate::local_services;
 use aws_sdk_codebuild::Client;
 use aws_sdk_codebuild::config::interceptors::AfterDeserializationInterceptorContextRef;
 use aws_sdk_codebuild::config::retry::RetryConfig;
@@ -595,12 +596,7 @@ fn operation_of(label: &str) -> &str {
 #[tokio::test]
 async fn codebuild_local_answers_with_the_shapes_moto_answers_with() {
     let moto = MotoServer::start().await.unwrap();
-    let local = codebuild_local::serve(
-        codebuild_local::Config::default(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
+    let local = local_services::codebuild_local().await;
 
     let moto_answers = call_sequence(moto.endpoint()).await;
     let local_answers = call_sequence(&local.endpoint()).await;

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use crate::local_services;
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
 use harness::lambda::{
     self, DestinationOutcome, FunctionSpec, LogLine, OnFailureDestination, RunningFunction,
@@ -315,15 +316,11 @@ async fn codebuild_local_events_reach_a_function_through_the_invoke_api() {
     let server = invoke_api::serve(vec![function.clone()], "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let emulator = codebuild_local::serve(
-        codebuild_local::Config {
-            event_sink: Some(server.invocations_url("fixture")),
-            ..codebuild_local::Config::default()
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
+    let emulator = local_services::codebuild_local_with(codebuild_local::Config {
+        event_sink: Some(server.invocations_url("fixture")),
+        ..codebuild_local::Config::default()
+    })
+    .await;
     let http = reqwest::Client::new();
     let call = |operation: &str, body: Value| {
         http.post(format!("{}/", emulator.endpoint()))

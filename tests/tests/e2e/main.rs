@@ -12,6 +12,7 @@ mod contract_moto;
 mod harness;
 mod http_front;
 mod ledger_moto;
+mod local_services;
 mod moto_stack;
 mod openapi_contract;
 mod ops_api_e2e;

@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use autopilot::aws::{DynamoLedger, DynamoRetryBook};
+use crate::local_services;
+use autopilot::aws::DynamoRetryBook;
 use autopilot::model::BuildId;
 use autopilot::ports::{Lineage, RetryBook};
 use codebuild_local::control::{SeedBatch, SeedBuild};
@@ -83,19 +84,9 @@ struct Stack {
 
 impl Stack {
     async fn start() -> Stack {
-        let emulator = codebuild_local::serve(
-            codebuild_local::Config::default(),
-            "127.0.0.1:0".parse().unwrap(),
-        )
-        .await
-        .unwrap();
-        let moto = MotoServer::start().await.unwrap();
-        let sdk = moto.sdk_config().await;
-        let table = "autopilot-ledger";
-        DynamoLedger::new(aws_sdk_dynamodb::Client::new(&sdk), table)
-            .create_table()
-            .await
-            .unwrap();
+        let emulator = local_services::codebuild_local().await;
+        let (moto, sdk) = local_services::moto_with_ledger().await;
+        let table = local_services::LEDGER_TABLE;
         let book = DynamoRetryBook::new(aws_sdk_dynamodb::Client::new(&sdk), table);
         let seeded = seed(&emulator, &book).await;
 

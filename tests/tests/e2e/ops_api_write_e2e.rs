@@ -9,7 +9,8 @@
 
 use std::time::Duration;
 
-use autopilot::aws::{DynamoLedger, DynamoRetryBook};
+use crate::local_services;
+use autopilot::aws::DynamoRetryBook;
 use autopilot::model::BuildId;
 use autopilot::ports::{Lineage, RetryBook};
 use autopilot::start::StartIdentity;
@@ -41,7 +42,7 @@ environment_variable_names = ["DEPLOY_*"]
 name = "api"
 "#;
 
-const TABLE: &str = "autopilot-ledger";
+const TABLE: &str = local_services::LEDGER_TABLE;
 
 struct Stack {
     _moto: MotoServer,
@@ -186,19 +187,9 @@ impl Stack {
     }
 
     async fn start_with_env(extra: &[(&str, &str)]) -> Self {
-        let emulator = codebuild_local::serve(
-            codebuild_local::Config::default(),
-            "127.0.0.1:0".parse().unwrap(),
-        )
-        .await
-        .unwrap();
-        let moto = MotoServer::start().await.unwrap();
-        let sdk = moto.sdk_config().await;
+        let emulator = local_services::codebuild_local().await;
+        let (moto, sdk) = local_services::moto_with_ledger().await;
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-        DynamoLedger::new(dynamodb.clone(), TABLE)
-            .create_table()
-            .await
-            .unwrap();
         let book = DynamoRetryBook::new(dynamodb, TABLE);
         CodeBuildCli::new(emulator.endpoint())
             .create_projects(["web", "api", "other"])

@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use autopilot::aws::DynamoLedger;
+use crate::local_services;
 use autopilot::start::{StartIdentity, StarterWork};
 use codebuild_local::control::{ControlClient, SeedBatch, SeedBatchBuild};
 use codebuild_local::faults::FaultSpec;
@@ -457,20 +457,9 @@ impl Stack {
     }
 
     async fn start_with(redrive: Redrive) -> Stack {
-        let emulator = codebuild_local::serve(
-            codebuild_local::Config::default(),
-            "127.0.0.1:0".parse().unwrap(),
-        )
-        .await
-        .unwrap();
-        let moto = MotoServer::start().await.unwrap();
-        let sdk = moto.sdk_config().await;
-
-        let table = "autopilot-ledger".to_owned();
-        DynamoLedger::new(aws_sdk_dynamodb::Client::new(&sdk), &table)
-            .create_table()
-            .await
-            .unwrap();
+        let emulator = local_services::codebuild_local().await;
+        let (moto, sdk) = local_services::moto_with_ledger().await;
+        let table = local_services::LEDGER_TABLE.to_owned();
 
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let QueueWithDlq {
