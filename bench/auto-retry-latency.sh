@@ -14,11 +14,9 @@ n=${2:-100}
 py="$root/.venv/bin/python3"
 dbg="$root/target/debug"
 fn_bin="$root/target/$profile/auto-retry"
-for b in "$dbg/codebuild-local" "$dbg/lambda-harness" "$fn_bin" "$root/.venv/bin/moto_server"; do
-  [[ -x "$b" ]] || { echo "bench: $b missing (make bench builds it)" >&2; exit 1; }
-done
 # shellcheck source=bench/lib.sh
 source "$root/bench/lib.sh"
+require_executables "$dbg/codebuild-local" "$dbg/lambda-harness" "$fn_bin" "$root/.venv/bin/moto_server"
 
 start_emulator
 start_moto

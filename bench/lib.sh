@@ -10,6 +10,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
+require_executables() { # each argument must be an executable file, or the bench stops here
+  for b in "$@"; do
+    [[ -x "$b" ]] || { echo "bench: $b missing (make bench builds it)" >&2; exit 1; }
+  done
+}
+
 wait_url() { # file → URL from its "listening on URL" line
   for _ in $(seq 1 300); do
     url="$(sed -n 's/.* listening on \(http[^ ]*\).*/\1/p' "$1" | head -n 1)"

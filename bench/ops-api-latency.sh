@@ -11,11 +11,9 @@ n=${2:-200}
 py="$root/.venv/bin/python3"
 dbg="$root/target/debug"
 fn_bin="$root/target/$profile/ops-api"
-for b in "$dbg/codebuild-local" "$dbg/lambda-harness" "$fn_bin"; do
-  [[ -x "$b" ]] || { echo "bench: $b missing (make bench builds it)" >&2; exit 1; }
-done
 # shellcheck source=bench/lib.sh
 source "$root/bench/lib.sh"
+require_executables "$dbg/codebuild-local" "$dbg/lambda-harness" "$fn_bin"
 
 start_emulator
 # The read routes load neither the configuration nor the ledger; the function only insists

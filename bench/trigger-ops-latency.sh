@@ -20,11 +20,9 @@ py="$root/.venv/bin/python3"
 dbg="$root/target/debug"
 trigger_bin="$root/target/$profile/batch-trigger"
 ops_bin="$root/target/$profile/ops-api"
-for b in "$dbg/codebuild-local" "$dbg/lambda-harness" "$trigger_bin" "$ops_bin" "$root/.venv/bin/moto_server"; do
-  [[ -x "$b" ]] || { echo "bench: $b missing (make bench builds it)" >&2; exit 1; }
-done
 # shellcheck source=bench/lib.sh
 source "$root/bench/lib.sh"
+require_executables "$dbg/codebuild-local" "$dbg/lambda-harness" "$trigger_bin" "$ops_bin" "$root/.venv/bin/moto_server"
 
 start_emulator
 start_moto

@@ -19,11 +19,9 @@ py="$root/.venv/bin/python3"
 dbg="$root/target/debug"
 webhook_bin="$root/target/$profile/webhook"
 starter_bin="$root/target/$profile/batch-starter"
-for b in "$dbg/codebuild-local" "$dbg/lambda-harness" "$webhook_bin" "$starter_bin" "$root/.venv/bin/moto_server"; do
-  [[ -x "$b" ]] || { echo "bench: $b missing (make bench builds it)" >&2; exit 1; }
-done
 # shellcheck source=bench/lib.sh
 source "$root/bench/lib.sh"
+require_executables "$dbg/codebuild-local" "$dbg/lambda-harness" "$webhook_bin" "$starter_bin" "$root/.venv/bin/moto_server"
 
 start_emulator
 start_moto
